@@ -1,0 +1,73 @@
+"""The command line, as real processes: check, run, and a graceful stop on signals."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.process import REPO, finish, run_cli, start_cli, wait_for_line, write_config
+
+pytestmark = pytest.mark.process
+
+
+def test_check_prints_the_tree_run_would_start(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = run_cli("check", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{config}: ok (state in {tmp_path / 'state'})"
+    assert lines[1].startswith("root [supervisor] one_for_one")
+    assert any(line.startswith("  sessions [supervisor] dynamic, one_for_one") for line in lines)
+    assert any(line.startswith("  channels [supervisor] one_for_one") for line in lines)
+    assert not (tmp_path / "state").exists()  # check starts nothing
+
+
+def test_check_of_the_embedded_default(tmp_path: Path) -> None:
+    result = run_cli("check", cwd=tmp_path, env={"CALLBOARD_CONFIG": ""})
+    assert result.returncode == 0, result.stderr
+    assert "root [supervisor]" in result.stdout
+
+
+def test_check_reports_every_error_and_exits_1(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, '[supervision.root]\nstrategy = "one_for_none"\nmax_restarts = -2\n'
+    )
+    result = run_cli("check", "-c", str(config))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{config}: supervision.root.strategy: Input should be 'one_for_one', 'one_for_all' or 'rest_for_one'",
+        f"{config}: supervision.root.max_restarts: Input should be greater than or equal to 0",
+    ]
+
+
+def test_run_with_a_bad_config_starts_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[hooks]\nplugns = []\n")
+    result = run_cli("run", "-c", str(config))
+    assert result.returncode == 1
+    assert "hooks.plugns: unknown key" in result.stderr
+    assert "supervision tree started" not in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_run_with_a_missing_config_file(tmp_path: Path) -> None:
+    result = run_cli("run", "-c", str(tmp_path / "nope.toml"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{tmp_path / 'nope.toml'}: no such file"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_stops_gracefully_on_a_signal_with_exit_0(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    grace_s = 5
+    config = write_config(tmp_path, grace_s=grace_s)
+    proc = start_cli("run", "-c", str(config), cwd=REPO)
+    assert proc.stderr is not None
+    wait_for_line(proc.stderr, "supervision tree started")
+    proc.send_signal(signum)
+    code, err = finish(proc, timeout_s=grace_s + 10)  # a guard against a hang
+    assert code == 0, err
+    assert f"stopping: received {signum.name}" in err
