@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from actors.config import LoadedConfig, SupervisionConfig
+from actors.failover.client import FAILOVER_NAME
+from actors.failover.supervisor import FailoverActor
+from actors.providers.catalog import plan_providers, provider_spec
 from runtime import (
     ActorSystem,
     ChildSpec,
     NodeKind,
     SupervisorRef,
+    actor_spec,
     supervisor_spec,
 )
 
@@ -81,13 +87,50 @@ class Handles:
     sessions: SupervisorRef = field(default_factory=lambda: SupervisorRef("sessions"))
 
 
-def build_tree(loaded: LoadedConfig, handles: Handles | None = None) -> TreePlan:
-    """The supervision tree of DESIGN.md for this config."""
+def _providers_and_failover(
+    loaded: LoadedConfig, env: Mapping[str, str]
+) -> tuple[tuple[TreePlan, ...], list[str]]:
+    config = loaded.config
+    plan = plan_providers(config.providers, env)
+    shutdown_s = config.supervision.models.shutdown_s
+    nodes: list[TreePlan] = []
+    for info in plan.started:
+        spec = provider_spec(info, plan.keys(info.id), shutdown_s=shutdown_s)
+        keys = len([p for p in info.profiles if p is not None])
+        detail = f"{info.config.kind}" + (f", {keys} key{'s' if keys != 1 else ''}" if keys else "")
+        nodes.append(TreePlan(info.actor, NodeKind.ACTOR, detail, spec))
+    skipped = {
+        note.split()[1]: note
+        for note in plan.notes
+        if note.startswith("provider ") and "skipped" in note
+    }
+    started = list(plan.started)
+
+    def failover() -> FailoverActor:
+        return FailoverActor(config, started, skipped, loaded.state_dir)
+
+    spec = actor_spec(FAILOVER_NAME, failover, shutdown_s=shutdown_s)
+    nodes.append(TreePlan(FAILOVER_NAME, NodeKind.ACTOR, "routes model requests", spec))
+    return tuple(nodes), plan.notes
+
+
+def build_tree(
+    loaded: LoadedConfig, handles: Handles | None = None, env: Mapping[str, str] | None = None
+) -> tuple[TreePlan, list[str]]:
+    """The supervision tree of DESIGN.md for this config, and the startup notes.
+
+    Args:
+        loaded: the config.
+        handles: stable handles to fill in for the running tree.
+        env: where provider keys are read (default: the process environment).
+    """
     handles = handles or Handles()
     sup = loaded.config.supervision
+    providers, notes = _providers_and_failover(loaded, os.environ if env is None else env)
+    models = _supervisor("models", sup.models, providers)
     sessions = _supervisor("sessions", sup.sessions, (), dynamic=True, handle=handles.sessions)
     channels = _supervisor("channels", sup.channels, ())
-    return _supervisor("root", sup.root, (sessions, channels))
+    return _supervisor("root", sup.root, (models, sessions, channels)), notes
 
 
 async def run_daemon(loaded: LoadedConfig) -> int:
@@ -97,6 +140,8 @@ async def run_daemon(loaded: LoadedConfig) -> int:
         shutdown_grace_s=config.gateway.shutdown_grace_s,
         hook_timeout_s=config.hooks.timeout_s,
     )
-    plan = build_tree(loaded)
+    plan, notes = build_tree(loaded)
     log.info("callboard starting (config %s, state %s)", loaded.path, loaded.state_dir)
+    for note in notes:
+        log.warning("%s", note)
     return await system.run(plan.spec)

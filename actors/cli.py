@@ -7,7 +7,9 @@ callboard check [-c FILE]     validate the config and print the tree `run` would
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Final
@@ -16,7 +18,9 @@ import trio
 
 from actors.app import build_tree, run_daemon
 from actors.config import LoadedConfig, load_config
-from actors.errors import ConfigError
+from actors.errors import ConfigError, FaultSpecError
+from actors.faults import FaultPlan
+from actors.providers.fake_server import run_fake_provider
 
 __all__ = ["main"]
 
@@ -49,6 +53,21 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config("run", "run the daemon until SIGTERM or SIGINT")
     with_config("check", "validate the config and print the supervision tree run would start")
+    fake = commands.add_parser(
+        "fake-provider",
+        help="serve a fake OpenAI + Anthropic endpoint that injects faults",
+        description="Serve a fake LLM provider over real HTTP (OpenAI /v1/chat/completions and "
+        "Anthropic /v1/messages). Change its faults while it runs with POST /_faults; "
+        "read hit counts with GET /_stats.",
+    )
+    fake.add_argument("--port", type=int, required=True, help="port to listen on (0: any)")
+    fake.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    fake.add_argument(
+        "--schedule",
+        default="ok",
+        help='fault schedule, e.g. "fail 2 with rate_limit then ok" (default: ok)',
+    )
+    fake.add_argument("--seed", type=int, default=None, help="seed of random faults")
     return parser
 
 
@@ -65,16 +84,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `callboard` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    if args.command == "fake-provider":
+        return _fake_provider(args)
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
     if args.command == "check":
+        tree, notes = build_tree(loaded)
         print(f"{loaded.path}: ok (state in {loaded.state_dir})")
-        print(build_tree(loaded).render())
+        for note in notes:
+            print(f"# {note}")
+        print(tree.render())
         return 0
     if args.command == "run":
         return trio.run(run_daemon, loaded)
     return EXIT_USAGE  # argparse rejects unknown commands before this
+
+
+async def _serve_fake_until_signalled(
+    host: str, port: int, schedule: str, seed: int | None
+) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            nursery.start_soon(
+                functools.partial(run_fake_provider, host, port, schedule=schedule, seed=seed)
+            )
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _fake_provider(args: argparse.Namespace) -> int:
+    try:
+        FaultPlan(args.schedule, seed=args.seed)
+    except FaultSpecError as exc:
+        print(f"--schedule: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    failure: OSError | None = None
+    try:
+        trio.run(_serve_fake_until_signalled, args.host, args.port, args.schedule, args.seed)
+    except* OSError as group:
+        first = group.exceptions[0]
+        failure = first if isinstance(first, OSError) else None
+    if failure is not None:
+        print(
+            f"fake-provider: cannot listen on {args.host}:{args.port}: {failure}", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    return 0
 
 
 if __name__ == "__main__":

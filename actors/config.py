@@ -32,26 +32,34 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from actors.errors import ConfigError
+from actors.errors import ConfigError, FaultSpecError
+from actors.faults import FaultPlan
 from runtime import Strategy, SupervisorPolicy
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
+    "PROVIDER_KINDS",
     "AgentConfig",
+    "AnthropicProviderConfig",
     "CompactionConfig",
     "Config",
+    "EchoProviderConfig",
+    "FailoverConfig",
+    "FaultyProviderConfig",
     "GatewayConfig",
     "HooksConfig",
     "LoadedConfig",
     "MaintenanceConfig",
     "ModelsConfig",
+    "OpenAIProviderConfig",
     "ProviderConfig",
     "SessionsConfig",
     "StateConfig",
     "SupervisionConfig",
     "SupervisionTable",
     "TelegramConfig",
+    "TimeoutsConfig",
     "load_config",
     "parse_config",
 ]
@@ -85,7 +93,7 @@ class GatewayConfig(_Strict):
     bind: str = "127.0.0.1"
     ws_port: Port = 18789
     http_port: Port = 18790
-    token_env: str = "CALLBOARD_TOKEN"  # noqa: S105 - the variable's name, not a secret
+    token_env: str = "CALLBOARD_TOKEN"
     max_frame_bytes: int = Field(default=262_144, ge=1024)
     shutdown_grace_s: Seconds = 25.0
 
@@ -96,26 +104,89 @@ class StateConfig(_Strict):
     dir: str = ".callboard"
 
 
-class ModelsConfig(_Strict):
-    """`[models]`: the default chain, per-model chains, tiers and aliases."""
+def _primary(value: str) -> str:
+    return value if value == "auto" else _model_name(value)
 
-    primary: ModelName = "local/echo"
+
+class FailoverConfig(_Strict):
+    """`[models.failover]`: retries, breakers and cooldown ladders."""
+
+    total_s: float = Field(default=180.0, gt=0)
+    """The whole request's deadline, across every attempt."""
+    probe_interval_s: float = Field(default=15.0, gt=0)
+    """An open breaker lets one request probe its route this often."""
+    breaker_failures: int = Field(default=1, ge=1)
+    """Failed requests in a row (after their retries) that open a route's breaker."""
+    retry_base_s: float = Field(default=0.5, ge=0)
+    retry_max_s: float = Field(default=8.0, ge=0)
+    max_retry_wait_s: float = Field(default=10.0, ge=0)
+    """A retry-after longer than this cools the key instead of waiting."""
+    rate_limit_ladder_s: tuple[float, ...] = (30.0, 60.0, 300.0)
+    auth_ladder_s: tuple[float, ...] = (300.0, 1800.0, 7200.0)
+    auth_permanent_s: float = Field(default=86_400.0, gt=0)
+    billing_ladder_s: tuple[float, ...] = (18_000.0, 36_000.0, 72_000.0, 86_400.0)
+    clean_period_s: float = Field(default=1800.0, gt=0)
+    """A key without a fault this long starts its ladders again from the first step."""
+
+    @model_validator(mode="after")
+    def _ladders(self) -> FailoverConfig:
+        for name in ("rate_limit_ladder_s", "auth_ladder_s", "billing_ladder_s"):
+            ladder = getattr(self, name)
+            if not ladder or any(step <= 0 for step in ladder):
+                raise ValueError(f"{name} must list positive durations")
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError(
+                f"retry_max_s ({self.retry_max_s:g}) must be >= "
+                f"retry_base_s ({self.retry_base_s:g})"
+            )
+        return self
+
+
+class ModelsConfig(_Strict):
+    """`[models]`: the default chain, per-model chains, tiers, aliases and windows."""
+
+    primary: Annotated[str, AfterValidator(_primary)] = "local/echo"
     fallbacks: tuple[ModelName, ...] = ()
     chains: dict[ModelName, tuple[ModelName, ...]] = Field(default_factory=dict)
     tiers: dict[str, tuple[ModelName, ...]] = Field(default_factory=dict)
     aliases: dict[str, ModelName] = Field(default_factory=dict)
+    windows: dict[ModelName, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """Context windows in tokens: a context overflow moves only to a larger window."""
+    failover: FailoverConfig = FailoverConfig()
 
 
-class ProviderConfig(_Strict):
-    """`[providers.<id>]`: one model provider."""
+class TimeoutsConfig(_Strict):
+    """`[providers.<id>.timeouts]`: the per-attempt budget, each a trio scope.
 
-    kind: Literal["openai", "anthropic", "echo", "faulty"]
-    base_url: str | None = None
-    api_key_env: str | tuple[str, ...] | None = None
+    `connect_s` bounds opening the connection, `first_token_s` the wait for the
+    first piece of answer, `idle_s` the silence between two pieces.
+    """
+
+    connect_s: float = Field(default=10.0, gt=0)
+    first_token_s: float = Field(default=60.0, gt=0)
+    idle_s: float = Field(default=60.0, gt=0)
+
+
+class _ProviderBase(_Strict):
+    retries: int = Field(default=1, ge=0, le=10)
+    """Extra attempts on the same route for rate_limit, overloaded, server_error, network."""
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    prefill: bool | None = None
+    """Whether the models accept a trailing assistant message to continue (default by kind)."""
 
     @property
     def key_envs(self) -> tuple[str, ...]:
-        """The key variables, one per auth profile."""
+        """The key variables, one per auth profile (none for keyless kinds)."""
+        return ()
+
+
+class _HttpProvider(_ProviderBase):
+    api_key_env: str | tuple[str, ...] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra request headers (OpenRouter's HTTP-Referer, for instance)."""
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
         if self.api_key_env is None:
             return ()
         if isinstance(self.api_key_env, str):
@@ -123,11 +194,60 @@ class ProviderConfig(_Strict):
         return self.api_key_env
 
 
+class OpenAIProviderConfig(_HttpProvider):
+    """`kind = "openai"`: OpenAI Chat Completions and compatible servers."""
+
+    kind: Literal["openai"]
+    base_url: str = "https://api.openai.com/v1"
+
+
+class AnthropicProviderConfig(_HttpProvider):
+    """`kind = "anthropic"`: the Anthropic Messages API."""
+
+    kind: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    max_tokens: int = Field(default=4096, ge=1)
+    """Sent when a request does not say (the Messages API requires it)."""
+    version: str = "2023-06-01"
+
+
+class EchoProviderConfig(_ProviderBase):
+    """`kind = "echo"`: local and deterministic; streams the prompt back word by word."""
+
+    kind: Literal["echo"]
+    word_delay_s: float = Field(default=0.0, ge=0)
+
+
+class FaultyProviderConfig(_ProviderBase):
+    """`kind = "faulty"`: wraps another provider and injects faults on a schedule."""
+
+    kind: Literal["faulty"]
+    wraps: str
+    schedule: str = "ok"
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _schedule_parses(self) -> FaultyProviderConfig:
+        try:
+            FaultPlan(self.schedule, self.probabilities, self.seed)
+        except FaultSpecError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+
+ProviderConfig = Annotated[
+    OpenAIProviderConfig | AnthropicProviderConfig | EchoProviderConfig | FaultyProviderConfig,
+    Field(discriminator="kind"),
+]
+PROVIDER_KINDS: Final = ("openai", "anthropic", "echo", "faulty")
+
+
 class TelegramConfig(_Strict):
     """`[channels.telegram]`: the Bot API channel."""
 
     enabled: bool = False
-    token_env: str = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - the variable's name, not a secret
+    token_env: str = "TELEGRAM_BOT_TOKEN"
     api_base: str = "https://api.telegram.org"
     dm_policy: Literal["allowlist", "open", "disabled"] = "allowlist"
     allow_from: tuple[int | str, ...] = ()
@@ -279,10 +399,27 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str] | None:
+_PROVIDER_MODELS: Final[Mapping[str, type[BaseModel]]] = {
+    "openai": OpenAIProviderConfig,
+    "anthropic": AnthropicProviderConfig,
+    "echo": EchoProviderConfig,
+    "faulty": FaultyProviderConfig,
+}
+
+
+def _untag(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], str | None]:
+    """Drop the union tag pydantic puts in provider paths: providers.x.openai.k -> providers.x.k."""
+    if len(loc) >= 3 and loc[0] == "providers" and loc[2] in _PROVIDER_MODELS:
+        return (*loc[:2], *loc[3:]), str(loc[2])
+    return loc, None
+
+
+def _allowed_keys(loc: tuple[int | str, ...], kind: str | None) -> list[str] | None:
     """The keys the table at `loc` accepts, when `loc` names one of the models' tables."""
     model: type[BaseModel] = Config
     parts = list(loc)
+    if kind is not None and len(parts) >= 2:
+        model, parts = _PROVIDER_MODELS[kind], parts[2:]
     while parts:
         part = parts.pop(0)
         field = model.model_fields.get(part) if isinstance(part, str) else None
@@ -292,7 +429,7 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str] | None:
         if get_origin(annotation) is dict:
             if not parts:
                 return None  # a table of tables: any id is allowed
-            parts.pop(0)  # the id, as in [providers.<id>]
+            parts.pop(0)  # the id, as in [models.chains.<model>]
             annotation = get_args(annotation)[1]
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
@@ -301,15 +438,21 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str] | None:
 
 
 def _describe(error: ErrorDetails) -> str:
-    loc = tuple(error["loc"])
+    loc, kind = _untag(tuple(error["loc"]))
+    where = _format_loc(loc)
     if error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], kind)
         hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
-        return f"{_format_loc(loc)}: unknown key{hint}"
+        return f"{where}: unknown key{hint}"
     if error["type"] == "missing":
-        return f"{_format_loc(loc)}: required key is missing"
+        return f"{where}: required key is missing"
+    if error["type"] == "union_tag_invalid":
+        kinds = ", ".join(f"'{k}'" for k in PROVIDER_KINDS[:-1]) + f" or '{PROVIDER_KINDS[-1]}'"
+        return f"{where}.kind: Input should be {kinds}"
+    if error["type"] == "union_tag_not_found":
+        return f"{where}.kind: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{_format_loc(loc)}: {message}"
+    return f"{where}: {message}"
 
 
 def parse_config(data: Mapping[str, Any], path: Path | str) -> Config:
@@ -338,7 +481,8 @@ def _cross_check(config: Config) -> list[str]:
                 f"[providers] (declared: {known})"
             )
 
-    check("models.primary", config.models.primary)
+    if config.models.primary != "auto":
+        check("models.primary", config.models.primary)
     for i, model in enumerate(config.models.fallbacks):
         check(f"models.fallbacks[{i}]", model)
     for head, chain in config.models.chains.items():
@@ -350,6 +494,24 @@ def _cross_check(config: Config) -> list[str]:
             check(f"models.tiers.{tier}[{i}]", model)
     for alias, model in config.models.aliases.items():
         check(f"models.aliases.{alias}", model)
+    for model in config.models.windows:
+        check(f"models.windows.{model}", model)
+    for pid, provider in config.providers.items():
+        if not isinstance(provider, FaultyProviderConfig):
+            continue
+        target = config.providers.get(provider.wraps)
+        if provider.wraps == pid:
+            problems.append(f"providers.{pid}.wraps: a faulty provider cannot wrap itself")
+        elif target is None:
+            known = ", ".join(sorted(declared - {pid})) or "none"
+            problems.append(
+                f"providers.{pid}.wraps: {provider.wraps!r} is not declared under "
+                f"[providers] (declared: {known})"
+            )
+        elif isinstance(target, FaultyProviderConfig):
+            problems.append(
+                f"providers.{pid}.wraps: {provider.wraps!r} is itself faulty; wrap a real provider"
+            )
     return problems
 
 

@@ -3,19 +3,36 @@
 ::
 
     CallboardError
-    └── ConfigError          config.toml is missing, not TOML, or invalid;
-                             `problems` lists each as "<file>: <key.path>: <message>"
+    ├── ConfigError          config.toml is missing, not TOML, or invalid;
+    │                        `problems` lists each as "<file>: <key.path>: <message>"
+    ├── FaultSpecError       a fault schedule (faulty provider, fake provider) does not parse
+    └── ModelError           one model call failed; `kind` is its `ErrorClass`
+        └── ModelCallFailed  the whole request failed after its failover; carries the attempts
 
-Messages are built from the offending values, so the line alone says what to fix
-and where.
+Every failure of a provider becomes a `ModelError` of exactly one `ErrorClass`,
+translated at the provider's boundary (`actors.providers.classify`).
+Messages are built from the offending values, so the line alone says what to
+fix and where.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["CallboardError", "ConfigError"]
+if TYPE_CHECKING:
+    from actors.models import Attempt
+
+__all__ = [
+    "CallboardError",
+    "ConfigError",
+    "ErrorClass",
+    "FaultSpecError",
+    "ModelCallFailed",
+    "ModelError",
+]
 
 
 class CallboardError(Exception):
@@ -34,3 +51,84 @@ class ConfigError(CallboardError):
         self.path = Path(path)
         self.problems = tuple(problems)
         super().__init__("\n".join(self.problems))
+
+
+class FaultSpecError(CallboardError):
+    """A fault schedule could not be parsed; the message quotes the bad part."""
+
+    def __init__(self, spec: str, problem: str) -> None:
+        super().__init__(f"fault schedule {spec!r}: {problem}")
+        self.spec = spec
+        self.problem = problem
+
+
+class ErrorClass(StrEnum):
+    """Every way a model call can fail, as the failover policy sees it."""
+
+    RATE_LIMIT = "rate_limit"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    AUTH = "auth"
+    AUTH_PERMANENT = "auth_permanent"
+    BILLING = "billing"
+    CONTEXT_OVERFLOW = "context_overflow"
+    CONTENT_FILTER = "content_filter"
+    MODEL_NOT_FOUND = "model_not_found"
+    FORMAT = "format"
+    STREAM_CUT = "stream_cut"
+
+
+class ModelError(CallboardError):
+    """One model call failed.
+
+    Attributes:
+        kind: its class in the taxonomy.
+        detail: what happened, in words (never a key).
+        status: the HTTP status, when there was one.
+        retry_after_s: the provider's `retry-after`/`retry-after-ms`, in seconds.
+        should_retry: the provider's `x-should-retry`, when it sent one.
+        prefill_rejected: the provider refused an assistant prefill.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorClass,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        should_retry: bool | None = None,
+        prefill_rejected: bool = False,
+    ) -> None:
+        where = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"{kind.value}{where}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.should_retry = should_retry
+        self.prefill_rejected = prefill_rejected
+
+
+class ModelCallFailed(ModelError):
+    """A request failed after every route its failover allowed.
+
+    Attributes:
+        attempts: the attempt trail (model, auth profile id, reason, status, duration).
+        partial: text already streamed to the caller before the failure ("" if none).
+    """
+
+    def __init__(
+        self,
+        kind: ErrorClass,
+        detail: str,
+        attempts: Sequence[Attempt],
+        *,
+        status: int | None = None,
+        partial: str = "",
+    ) -> None:
+        super().__init__(kind, detail, status=status)
+        self.attempts = tuple(attempts)
+        self.partial = partial

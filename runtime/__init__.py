@@ -4,7 +4,7 @@ a registry, a hook bus, an in-flight tracker and a system that stops in phases.
 It knows nothing about chat; `actors` builds the daemon on top of it.
 """
 
-from runtime.actor import DEFAULT_ON_STOP_BUDGET_S, Actor, ActorRef, actor_spec
+from runtime.actor import DEFAULT_ON_STOP_BUDGET_S, Actor, ActorRef, actor_spec, unwrap_group
 from runtime.deadletters import DeadLetter, DeadLetterReason, DeadLetters
 from runtime.errors import (
     ActorCrashed,
@@ -148,4 +148,5 @@ __all__ = [
     "Veto",
     "actor_spec",
     "supervisor_spec",
+    "unwrap_group",
 ]

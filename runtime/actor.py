@@ -31,7 +31,7 @@ from runtime.errors import ActorCrashed, ActorRestarted, ActorStopped, AskTimeou
 from runtime.mailbox import EXPIRED, Mailbox, MailboxSpec, Reply
 from runtime.spec import DEFAULT_SHUTDOWN_S, ChildContext, ChildSpec, NodeKind, Restart
 
-__all__ = ["DEFAULT_ON_STOP_BUDGET_S", "Actor", "ActorRef", "actor_spec"]
+__all__ = ["DEFAULT_ON_STOP_BUDGET_S", "Actor", "ActorRef", "actor_spec", "unwrap_group"]
 
 log = logging.getLogger("callboard.runtime.actor")
 
@@ -137,8 +137,16 @@ class Actor(Generic[M]):
     on_stop_budget_s: ClassVar[float] = DEFAULT_ON_STOP_BUDGET_S
     """How long `on_stop` may take; it runs shielded from cancellation."""
 
+    background: ClassVar[bool] = False
+    """Give the actor a nursery (`self.nursery`) for work that outlives one message.
+
+    Its tasks live and die with the actor: a stop waits for them (within the
+    stop budget, then cancels), and an exception in one crashes the actor.
+    """
+
     ctx: ChildContext
     ref: ActorRef[M]
+    nursery: trio.Nursery
 
     async def on_start(self) -> None:
         """Prepare; the actor counts as started (and its starter resumes) after this."""
@@ -149,6 +157,13 @@ class Actor(Generic[M]):
 
     async def on_stop(self) -> None:
         """Release what `on_start` acquired; runs on every exit, shielded."""
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The single exception inside (nested) one-exception groups, else `exc` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _run_actor(
@@ -163,14 +178,22 @@ async def _run_actor(
     actor.ctx = ctx
     actor.ref = ActorRef(mailbox)
     try:
-        await actor.on_start()
-        task_status.started()
-        await _message_loop(actor, ctx, mailbox)
+        if actor.background:
+            async with trio.open_nursery() as nursery:
+                actor.nursery = nursery
+                await actor.on_start()
+                task_status.started()
+                await _message_loop(actor, ctx, mailbox)
+        else:
+            await actor.on_start()
+            task_status.started()
+            await _message_loop(actor, ctx, mailbox)
     except Exception as exc:
         current = ctx.current
         if current is not None and current[1] is not None:
-            crashed = ActorCrashed(ctx.name, type(current[0]).__name__, exc)
-            crashed.__cause__ = exc
+            cause = unwrap_group(exc)
+            crashed = ActorCrashed(ctx.name, type(current[0]).__name__, cause)
+            crashed.__cause__ = cause
             current[1].set_error(crashed)
         ctx.current = None
         raise

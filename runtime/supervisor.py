@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import trio
 
-from runtime.actor import ActorRef
+from runtime.actor import ActorRef, unwrap_group
 from runtime.errors import (
     ChildNotFound,
     DuplicateChild,
@@ -376,9 +376,10 @@ class Supervisor:
         child.alive = True
         try:
             result = await self._nursery.start(self._child_main, child, child.incarnation)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - becomes StartFailed, cause chained
             child.state = ChildState.STOPPED
-            raise StartFailed(self.path, child.name, exc) from exc
+            cause = unwrap_group(exc)
+            raise StartFailed(self.path, child.name, cause) from cause
         except BaseException:
             child.state = ChildState.STOPPED
             raise
@@ -438,7 +439,8 @@ class Supervisor:
     def _describe(exited: _Exit) -> str:
         if exited.error is None:
             return exited.reason.value
-        return f"{exited.reason.value}: {type(exited.error).__name__}: {exited.error}"
+        error = unwrap_group(exited.error)
+        return f"{exited.reason.value}: {type(error).__name__}: {error}"
 
     @staticmethod
     def _restarts_after(restart: Restart, reason: ExitReason) -> bool:
@@ -504,7 +506,7 @@ class Supervisor:
                             member.name,
                             reason.value,
                             member.restarts,
-                            None if error is None else f"{type(error).__name__}: {error}",
+                            _error_text(error),
                         ),
                     )
             except StartFailed as exc:
@@ -660,6 +662,13 @@ class Supervisor:
             None,
             tuple(_child_snapshot(child) for child in list(self._children.values())),
         )
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    error = unwrap_group(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _child_snapshot(child: _Child) -> NodeSnapshot:

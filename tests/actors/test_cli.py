@@ -71,3 +71,51 @@ def test_run_stops_gracefully_on_a_signal_with_exit_0(
     code, err = finish(proc, timeout_s=grace_s + 10)  # a guard against a hang
     assert code == 0, err
     assert f"stopping: received {signum.name}" in err
+
+
+def test_fake_provider_serves_faults_over_real_http(tmp_path: Path) -> None:
+    import re
+
+    import httpx
+
+    proc = start_cli(
+        "fake-provider", "--port", "0", "--schedule", "fail 1 with rate_limit retry_after=2 then ok"
+    )
+    assert proc.stderr is not None
+    line = wait_for_line(proc.stderr, "fake provider listening on")[-1]
+    port = int(re.search(r":(\d+)\s*$", line.strip()).group(1))  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=base) as http:
+        limited = http.post(
+            "/v1/chat/completions", json=body, headers={"authorization": "Bearer k1"}
+        )
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+        ok = http.post("/v1/chat/completions", json=body, headers={"authorization": "Bearer k1"})
+        assert (
+            ok.status_code == 200
+            and "You said: hi" in ok.json()["choices"][0]["message"]["content"]
+        )
+        assert (
+            http.post("/_faults", json={"schedule": "fail forever with overloaded"}).status_code
+            == 200
+        )
+        anthropic = http.post(
+            "/v1/messages", json={**body, "max_tokens": 10}, headers={"x-api-key": "k2"}
+        )
+        assert anthropic.status_code == 529
+        stats = http.get("/_stats").json()
+    assert stats["by_key"] == {"k1": 2, "k2": 1}
+    assert stats["by_route"] == {"POST /v1/chat/completions": 2, "POST /v1/messages": 1}
+    proc.send_signal(signal.SIGINT)
+    code, _ = finish(proc, timeout_s=10)
+    assert code == 0
+
+
+def test_fake_provider_rejects_a_bad_schedule() -> None:
+    result = run_cli("fake-provider", "--port", "0", "--schedule", "fail 2 with rate_limt")
+    assert result.returncode == 1
+    assert (
+        "--schedule: fault schedule 'fail 2 with rate_limt': unknown fault 'rate_limt'"
+        in result.stderr
+    )

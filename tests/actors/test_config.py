@@ -71,7 +71,8 @@ def test_unknown_key_inside_a_table_of_tables(tmp_path: Path) -> None:
         '[providers.local]\nkind = "echo"\ncolour = "red"\n[models]\nprimary="local/echo"\n',
     )
     assert found == [
-        "config.toml: providers.local.colour: unknown key (allowed here: api_key_env, base_url, kind)"
+        "config.toml: providers.local.colour: unknown key "
+        "(allowed here: kind, prefill, retries, timeouts, word_delay_s)"
     ]
 
 
@@ -190,3 +191,56 @@ def test_config_models_are_frozen() -> None:
     loaded = load_config(REPO_CONFIG)
     with pytest.raises(ValidationError, match="frozen"):
         loaded.config.gateway.bind = "0.0.0.0"  # type: ignore[misc]
+
+
+def test_provider_keys_depend_on_the_kind(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '[providers.local]\nkind = "echo"\napi_key_env = "X"\n'
+        '[providers.oa]\nkind = "openai"\n[providers.oa.timeouts]\nfirst_token_s = 0\n'
+        '[models]\nprimary = "local/echo"\n',
+    )
+    assert found[0].startswith("config.toml: providers.local.api_key_env: unknown key")
+    assert found[1] == (
+        "config.toml: providers.oa.timeouts.first_token_s: Input should be greater than 0"
+    )
+
+
+def test_faulty_schedules_and_targets_are_checked(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+[providers.local]
+kind = "echo"
+[providers.flaky]
+kind = "faulty"
+wraps = "local"
+schedule = "fail 2 with rate_limt"
+[providers.loop]
+kind = "faulty"
+wraps = "loop"
+[providers.ghost]
+kind = "faulty"
+wraps = "nowhere"
+[models]
+primary = "local/echo"
+""",
+    )
+    assert found[0].startswith(
+        "config.toml: providers.flaky: fault schedule 'fail 2 with rate_limt': unknown fault 'rate_limt'"
+    )
+    found = problems(
+        tmp_path,
+        '[providers.local]\nkind = "echo"\n[providers.loop]\nkind = "faulty"\nwraps = "loop"\n'
+        '[providers.ghost]\nkind = "faulty"\nwraps = "nowhere"\n[models]\nprimary = "local/echo"\n',
+    )
+    assert found == [
+        "config.toml: providers.loop.wraps: a faulty provider cannot wrap itself",
+        "config.toml: providers.ghost.wraps: 'nowhere' is not declared under [providers] "
+        "(declared: local, loop)",
+    ]
+
+
+def test_a_missing_provider_kind(tmp_path: Path) -> None:
+    found = problems(tmp_path, '[providers.x]\nbase_url = "http://h"\n[models]\nprimary = "x/y"\n')
+    assert found == ["config.toml: providers.x.kind: required key is missing"]
