@@ -17,6 +17,8 @@ from actors.config import LoadedConfig, SupervisionConfig
 from actors.failover.client import FAILOVER_NAME
 from actors.failover.supervisor import FailoverActor
 from actors.providers.catalog import plan_providers, provider_spec
+from actors.sessions.path_map import PathMap
+from actors.sessions.store import STORE_NAME, FileBackend, StoreActor, StoreBackend
 from runtime import (
     ActorSystem,
     ChildSpec,
@@ -115,7 +117,10 @@ def _providers_and_failover(
 
 
 def build_tree(
-    loaded: LoadedConfig, handles: Handles | None = None, env: Mapping[str, str] | None = None
+    loaded: LoadedConfig,
+    handles: Handles | None = None,
+    env: Mapping[str, str] | None = None,
+    store_backend: StoreBackend | None = None,
 ) -> tuple[TreePlan, list[str]]:
     """The supervision tree of DESIGN.md for this config, and the startup notes.
 
@@ -123,14 +128,21 @@ def build_tree(
         loaded: the config.
         handles: stable handles to fill in for the running tree.
         env: where provider keys are read (default: the process environment).
+        store_backend: where sessions are kept (default: files under `[state] dir`).
     """
     handles = handles or Handles()
-    sup = loaded.config.supervision
+    config = loaded.config
+    sup = config.supervision
     providers, notes = _providers_and_failover(loaded, os.environ if env is None else env)
+    backend = store_backend or FileBackend(loaded.state_dir, PathMap(config.sessions.path_map))
+    store_spec = actor_spec(
+        STORE_NAME, lambda: StoreActor(backend, config.sessions), shutdown_s=sup.root.shutdown_s
+    )
+    store = TreePlan(STORE_NAME, NodeKind.ACTOR, f"sessions in {backend.location}", store_spec)
     models = _supervisor("models", sup.models, providers)
     sessions = _supervisor("sessions", sup.sessions, (), dynamic=True, handle=handles.sessions)
     channels = _supervisor("channels", sup.channels, ())
-    return _supervisor("root", sup.root, (models, sessions, channels)), notes
+    return _supervisor("root", sup.root, (store, models, sessions, channels)), notes
 
 
 async def run_daemon(loaded: LoadedConfig) -> int:

@@ -21,6 +21,7 @@ from actors.config import LoadedConfig, load_config
 from actors.errors import ConfigError, FaultSpecError
 from actors.faults import FaultPlan
 from actors.providers.fake_server import run_fake_provider
+from actors.sessions.tool import sessions_command
 
 __all__ = ["main"]
 
@@ -53,6 +54,21 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config("run", "run the daemon until SIGTERM or SIGINT")
     with_config("check", "validate the config and print the supervision tree run would start")
+    sessions = commands.add_parser(
+        "sessions", help="list, show and prune stored sessions", description="Stored sessions."
+    )
+    verbs = sessions.add_subparsers(dest="sessions_command", required=True, metavar="VERB")
+    for verb, text in (
+        ("list", "every session in the index, most recent first"),
+        ("show", "one session's entry and transcript"),
+        ("prune", "prune, cap and rotate now, per [sessions.maintenance]"),
+    ):
+        sub = verbs.add_parser(verb, help=text, description=text)
+        sub.add_argument("-c", "--config", metavar="FILE", help="config file")
+        if verb == "show":
+            sub.add_argument("key", help="the session key, e.g. main:ws:alice")
+        if verb == "prune":
+            sub.add_argument("--dry-run", action="store_true", help="report without acting")
     fake = commands.add_parser(
         "fake-provider",
         help="serve a fake OpenAI + Anthropic endpoint that injects faults",
@@ -98,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return trio.run(run_daemon, loaded)
+    if args.command == "sessions":
+        return sessions_command(args, loaded)
     return EXIT_USAGE  # argparse rejects unknown commands before this
 
 

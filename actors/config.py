@@ -266,13 +266,26 @@ class MaintenanceConfig(_Strict):
     prune_after_days: float = Field(default=30.0, gt=0)
     max_entries: int = Field(default=10_000, ge=1)
     rotate_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    interval_s: float = Field(default=3600.0, gt=0)
+    """Maintenance runs this often (and on demand: `callboard sessions prune`)."""
 
 
 class SessionsConfig(_Strict):
-    """`[sessions]`: passivation and maintenance."""
+    """`[sessions]`: session actors and their store."""
 
-    idle_s: Seconds = 600.0
+    idle_s: float = Field(default=600.0, gt=0)
+    """A session without a message this long is passivated (restored on the next)."""
+    queue_limit: int = Field(default=16, ge=1)
+    """Messages that may wait behind a running turn; more are refused as busy."""
+    turn_timeout_s: float = Field(default=300.0, gt=0)
+    """The whole budget of one turn, compaction retry included."""
+    index_flush_s: float = Field(default=2.0, gt=0)
+    """Index changes reach the disk at most this long after they are made."""
+    cache_ttl_s: float = Field(default=2.0, ge=0)
+    """How long the index cache is trusted before the file's mtime and size are checked."""
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    path_map: dict[str, str] = Field(default_factory=dict)
+    """Local path prefix -> the prefix stored in the index (host <-> container)."""
 
 
 class CompactionConfig(_Strict):
@@ -280,7 +293,7 @@ class CompactionConfig(_Strict):
 
     after_turns: int = Field(default=40, ge=2)
     keep_turns: int = Field(default=10, ge=0)
-    idle_s: Seconds = 1800.0
+    idle_s: Seconds = 300.0
 
     @model_validator(mode="after")
     def _keep_fewer_than_after(self) -> CompactionConfig:
@@ -359,13 +372,18 @@ class HooksConfig(_Strict):
     timeout_s: float = Field(default=5.0, gt=0)
 
 
+def _default_providers() -> dict[str, ProviderConfig]:
+    return {"local": EchoProviderConfig(kind="echo")}
+
+
 class Config(_Strict):
     """The whole of `config.toml`."""
 
     gateway: GatewayConfig = GatewayConfig()
     state: StateConfig = StateConfig()
     models: ModelsConfig = ModelsConfig()
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+    """Without a [providers] table, one: `local`, the echo provider."""
     channels: ChannelsConfig = ChannelsConfig()
     sessions: SessionsConfig = SessionsConfig()
     agent: AgentConfig = AgentConfig()

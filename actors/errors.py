@@ -6,6 +6,7 @@
     ├── ConfigError          config.toml is missing, not TOML, or invalid;
     │                        `problems` lists each as "<file>: <key.path>: <message>"
     ├── FaultSpecError       a fault schedule (faulty provider, fake provider) does not parse
+    ├── InvalidSessionKey    a session key is not `<agent>:<channel>[:<kind>]:<peer>`
     └── ModelError           one model call failed; `kind` is its `ErrorClass`
         └── ModelCallFailed  the whole request failed after its failover; carries the attempts
 
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ErrorClass",
     "FaultSpecError",
+    "InvalidSessionKey",
     "ModelCallFailed",
     "ModelError",
 ]
@@ -60,6 +62,16 @@ class FaultSpecError(CallboardError):
         super().__init__(f"fault schedule {spec!r}: {problem}")
         self.spec = spec
         self.problem = problem
+
+
+class InvalidSessionKey(CallboardError):
+    """A session key that does not have the expected form."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(
+            f"session key {key!r}: {problem} (expected <agent>:<channel>[:<kind>]:<peer>)"
+        )
+        self.key = key
 
 
 class ErrorClass(StrEnum):

@@ -20,10 +20,18 @@ __all__ = [
     "MODEL_REQUEST",
     "MODEL_RESPONSE",
     "MODEL_SELECT",
+    "SESSION_COMPACTED",
+    "SESSION_CREATED",
+    "SESSION_RESET",
+    "SESSION_UPDATED",
     "ModelFailover",
     "ModelRequestSent",
     "ModelResponse",
     "ModelSelect",
+    "SessionCompacted",
+    "SessionCreated",
+    "SessionReset",
+    "SessionUpdated",
 ]
 
 
@@ -114,3 +122,77 @@ MODEL_SELECT: Final = HookEvent("model:select", ModelSelect)
 MODEL_REQUEST: Final = HookEvent("model:request", ModelRequestSent)
 MODEL_RESPONSE: Final = HookEvent("model:response", ModelResponse)
 MODEL_FAILOVER: Final = HookEvent("model:failover", ModelFailover)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    """`session:created` (observer): a session key got its first transcript.
+
+    Attributes:
+        key: the session key.
+        session_id: its transcript's id.
+        channel: the channel of the first message, if known.
+    """
+
+    key: str
+    session_id: str
+    channel: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    """`session:updated` (observer): a turn was answered and persisted.
+
+    Attributes:
+        key: the session key.
+        session_id: its transcript's id.
+        turns: turns answered so far.
+        model: the model that answered this turn.
+        run_id: the run of the turn.
+    """
+
+    key: str
+    session_id: str
+    turns: int
+    model: str | None
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCompacted:
+    """`session:compacted` (observer): older turns were summarized.
+
+    Attributes:
+        key: the session key.
+        session_id: its transcript's id.
+        through_turn: the summary covers the turns up to this one.
+        kept_turns: turns kept verbatim after it.
+        summary_chars: the summary's length.
+    """
+
+    key: str
+    session_id: str
+    through_turn: int
+    kept_turns: int
+    summary_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReset:
+    """`session:reset` (observer): `/new` or `/reset` started a new transcript.
+
+    Attributes:
+        key: the session key.
+        old_session_id: the transcript kept on disk.
+        new_session_id: the new one.
+    """
+
+    key: str
+    old_session_id: str
+    new_session_id: str
+
+
+SESSION_CREATED: Final = HookEvent("session:created", SessionCreated)
+SESSION_UPDATED: Final = HookEvent("session:updated", SessionUpdated)
+SESSION_COMPACTED: Final = HookEvent("session:compacted", SessionCompacted)
+SESSION_RESET: Final = HookEvent("session:reset", SessionReset)

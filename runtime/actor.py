@@ -134,15 +134,22 @@ class Actor(Generic[M]):
     reply_errors: ClassVar[tuple[type[Exception], ...]] = ()
     """Exceptions from `receive` that go back to the asker instead of crashing."""
 
-    on_stop_budget_s: ClassVar[float] = DEFAULT_ON_STOP_BUDGET_S
-    """How long `on_stop` may take; it runs shielded from cancellation."""
+    on_stop_budget_s: float = DEFAULT_ON_STOP_BUDGET_S
+    """How long `on_stop` may take; it runs shielded from cancellation (set per instance)."""
+
+    idle_timeout_s: float | None = None
+    """Call `on_idle` after this long without a message (None: never; set per instance)."""
 
     background: ClassVar[bool] = False
     """Give the actor a nursery (`self.nursery`) for work that outlives one message.
 
-    Its tasks live and die with the actor: a stop waits for them (within the
-    stop budget, then cancels), and an exception in one crashes the actor.
+    Its tasks live and die with the actor, and an exception in one crashes the
+    actor. When the actor stops they are cancelled, unless `drain_background`.
     """
+
+    drain_background: ClassVar[bool] = False
+    """On stop, let background tasks finish (within the stop budget) instead of
+    cancelling them: for work in flight, such as a provider's calls."""
 
     ctx: ChildContext
     ref: ActorRef[M]
@@ -157,6 +164,25 @@ class Actor(Generic[M]):
 
     async def on_stop(self) -> None:
         """Release what `on_start` acquired; runs on every exit, shielded."""
+
+    async def on_idle(self) -> None:
+        """No message for `idle_timeout_s`: passivate, flush, or do nothing."""
+
+    def stop(self) -> None:
+        """Stop this actor for good once it has handled what is already queued."""
+        self.ctx.request_stop(final=True)
+
+    def defer_reply(self) -> Reply | None:
+        """Take over the reply of the message being handled (None for a `tell`).
+
+        `receive` may then return at once and the actor answers later with
+        `reply.set_value(...)` or `reply.set_error(...)`, as gen_server's
+        `noreply` does: the asker keeps waiting until then (or its deadline).
+        The actor must settle every reply it took, even when it stops.
+        """
+        current = self.ctx.current
+        self.ctx.current = None
+        return None if current is None else current[1]
 
 
 def unwrap_group(exc: BaseException) -> BaseException:
@@ -184,6 +210,8 @@ async def _run_actor(
                 await actor.on_start()
                 task_status.started()
                 await _message_loop(actor, ctx, mailbox)
+                if not actor.drain_background:
+                    nursery.cancel_scope.cancel()
         else:
             await actor.on_start()
             task_status.started()
@@ -220,12 +248,22 @@ async def _message_loop(actor: Actor[Any], ctx: ChildContext, mailbox: Mailbox) 
     receive = actor.receive
     reply_errors = actor.reply_errors
     record = ctx.services.dead_letters.record
+    entry: tuple[Any, Reply | None] | None = None
+    message: Any = None
+    reply: Reply | None = None
+    value: object = None
     while True:
         pending = len(mailbox)
         if not pending:
             if ctx.stop_requested or mailbox.closed:
                 return
-            await mailbox.wait_nonempty()
+            # An idle actor must not keep its last message and answer alive.
+            entry = message = reply = value = None
+            idle_s = actor.idle_timeout_s
+            if idle_s is None:
+                await mailbox.wait_nonempty()
+            elif not await mailbox.wait_nonempty(trio.current_time() + idle_s):
+                await actor.on_idle()
             continue
         if ctx.stop_requested and not ctx.stop_final:
             return  # stopped for a restart: the queue is the next incarnation's
@@ -244,9 +282,11 @@ async def _message_loop(actor: Actor[Any], ctx: ChildContext, mailbox: Mailbox) 
                 try:
                     value = await receive(message)
                 except reply_errors as exc:
-                    reply.set_error(exc)
+                    if ctx.current is entry:  # else the actor deferred the reply
+                        reply.set_error(exc)
                 else:
-                    reply.set_value(value)
+                    if ctx.current is entry:
+                        reply.set_value(value)
             ctx.current = None
             if ctx.stop_requested and not ctx.stop_final:
                 return

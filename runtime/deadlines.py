@@ -62,6 +62,8 @@ class DeadlineWheel:
         bucket = self._buckets.get(key)
         if bucket is not None:
             bucket.pop(item, None)
+            if not bucket:
+                del self._buckets[key]  # its key stays in the heap; `run` skips it
 
     def __len__(self) -> int:
         return sum(len(bucket) for bucket in self._buckets.values())

@@ -202,7 +202,7 @@ class Mailbox:
         task = self._receiver
         if task is not None:
             self._receiver = None
-            reschedule(task)
+            reschedule(task, outcome.Value(True))
         return True
 
     async def put(self, message: object, reply: Reply | None) -> None:
@@ -273,25 +273,58 @@ class Mailbox:
             senders.unpark()
         return entry
 
-    async def wait_nonempty(self) -> None:
-        """Park the consumer until a message arrives, the mailbox closes or `wake` is called."""
+    async def wait_nonempty(self, deadline: float = math.inf) -> bool:
+        """Park the consumer until a message arrives, the mailbox closes or `wake` is called.
+
+        Returns:
+            False when trio's clock reached `deadline` first. The deadline is
+            filed on the run's `DeadlineWheel`, not in a cancel scope: an idle
+            actor then costs a dictionary entry rather than a scope.
+        """
         if self._q or self._closed:
             await trio.lowlevel.checkpoint()
-            return
+            return True
+        self._q = None  # an idle actor should not hold an empty queue's block
+        if deadline == math.inf:
+            # The common idle wait: a bound method as the abort hook, no closure,
+            # because every idle actor's parked frame holds on to it.
+            self._receiver = current_task()
+            woken: bool = await wait_task_rescheduled(self._abort_wait)
+            return woken
+        return await self._wait_until(deadline)
+
+    def _abort_wait(self, _raise_cancel: object) -> Abort:
+        self._receiver = None
+        return Abort.SUCCEEDED
+
+    async def _wait_until(self, deadline: float) -> bool:
+        wheel = deadline_wheel()
+        key = wheel.add(self, deadline)
         self._receiver = current_task()
 
         def abort(_raise_cancel: object) -> Abort:
             self._receiver = None
+            wheel.discard(self, key)
             return Abort.SUCCEEDED
 
-        await wait_task_rescheduled(abort)
+        woken: bool = await wait_task_rescheduled(abort)
+        if woken:
+            wheel.discard(self, key)
+        return woken
+
+    def expire(self) -> None:
+        """The idle deadline passed (called by the wheel): wake the consumer with False."""
+        task = self._receiver
+        if task is not None:
+            self._receiver = None
+            reschedule(task, outcome.Value(False))
 
     def wake(self) -> None:
         """Wake the parked consumer so it can look at its stop flag."""
         task = self._receiver
         if task is not None:
             self._receiver = None
-            reschedule(task)
+            reschedule(task, outcome.Value(True))
 
     def close(self) -> None:
         """Refuse new messages from now on; what is queued stays for the consumer."""

@@ -7,6 +7,7 @@ import selectors
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Final
@@ -51,24 +52,39 @@ def start_cli(
     )
 
 
+_PENDING: weakref.WeakKeyDictionary[IO[str], bytes] = weakref.WeakKeyDictionary()
+_READ_BYTES = 65536
+
+
 def wait_for_line(stream: IO[str], needle: str, timeout_s: float = STARTUP_TIMEOUT_S) -> list[str]:
-    """Read lines until one contains `needle`; returns the lines read. Fails after `timeout_s`."""
+    """Read lines until one contains `needle`; returns the lines read. Fails after `timeout_s`.
+
+    Reads the file descriptor itself (keeping its own buffer), so a line that
+    already arrived is never missed while waiting for the next.
+    """
+    fd = stream.fileno()
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
     with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         while True:
+            pending = _PENDING.get(stream, b"")
+            while b"\n" in pending:
+                raw, pending = pending.split(b"\n", 1)
+                _PENDING[stream] = pending
+                line = raw.decode(errors="replace") + "\n"
+                lines.append(line)
+                if needle in line:
+                    return lines
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no line containing {needle!r} within {timeout_s} s: {lines}")
             if not selector.select(left):
                 continue
-            line = stream.readline()
-            if not line:
+            chunk = os.read(fd, _READ_BYTES)
+            if not chunk:
                 raise AssertionError(f"stream ended before {needle!r}: {lines}")
-            lines.append(line)
-            if needle in line:
-                return lines
+            _PENDING[stream] = pending + chunk
 
 
 def write_config(directory: Path, extra: str = "", *, grace_s: float = 5) -> Path:

@@ -15,8 +15,8 @@ the request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Final
 
 import trio
@@ -54,16 +54,17 @@ class ModelsClient:
                 await ref.ask(generate, DELIVERY_TIMEOUT_S)
             except ActorRuntimeError as exc:
                 send.close()
-                yield _single(
-                    Failed(
-                        kind=ErrorClass.SERVER_ERROR,
-                        retryable=True,
-                        message=f"the models supervisor is not available: {exc}",
-                    )
+                unavailable = Failed(
+                    kind=ErrorClass.SERVER_ERROR,
+                    retryable=True,
+                    message=f"the models supervisor is not available: {exc}",
                 )
+                async with aclosing(_single(unavailable)) as single:
+                    yield single
                 return
             try:
-                yield _events(receive)
+                async with aclosing(_events(receive)) as events:
+                    yield events
             finally:
                 generate.scope.cancel()  # a no-op once the answer is complete
 
@@ -84,11 +85,13 @@ class ModelsClient:
         raise AssertionError("a model stream always ends with Completed or Failed")
 
 
-async def _single(event: StreamEvent) -> AsyncIterator[StreamEvent]:
+async def _single(event: StreamEvent) -> AsyncGenerator[StreamEvent, None]:
     yield event
 
 
-async def _events(receive: trio.MemoryReceiveChannel[StreamEvent]) -> AsyncIterator[StreamEvent]:
+async def _events(
+    receive: trio.MemoryReceiveChannel[StreamEvent],
+) -> AsyncGenerator[StreamEvent, None]:
     partial = ""
     async for event in receive:
         yield event

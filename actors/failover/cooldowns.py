@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Final
 
 import trio
 
+from actors.clock import WallClock
 from actors.config import FailoverConfig
 from actors.errors import ErrorClass
 
@@ -40,19 +40,6 @@ STATE_VERSION: Final = 1
 KEY_LEVEL: Final = frozenset(
     {ErrorClass.RATE_LIMIT, ErrorClass.AUTH, ErrorClass.AUTH_PERMANENT, ErrorClass.BILLING}
 )
-
-
-class WallClock:
-    """Epoch seconds that advance with trio's clock (virtual in tests)."""
-
-    __slots__ = ("_offset",)
-
-    def __init__(self) -> None:
-        self._offset = time.time() - trio.current_time()
-
-    def now(self) -> float:
-        """The current epoch time, per trio's clock."""
-        return trio.current_time() + self._offset
 
 
 @dataclass(frozen=True, slots=True)

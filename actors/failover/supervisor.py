@@ -165,6 +165,7 @@ class FailoverActor(Actor[Generate | GetFailoverStatus]):
     """
 
     background = True
+    drain_background = True  # requests in flight finish within the stop budget
 
     def __init__(
         self,
@@ -224,31 +225,38 @@ class FailoverActor(Actor[Generate | GetFailoverStatus]):
         return self.config.models.aliases.get(model, model)
 
     def select(self, request: ModelRequest) -> Selection:
-        """Which chain serves `request` (before the `model:select` hook)."""
+        """Which chain serves `request` (before the `model:select` hook).
+
+        The request's model, else the session's pin, else the channel's, else
+        the default; `auto` (when nothing more specific is set) asks the
+        classifier for a tier.
+        """
         models = self.config.models
+        source, chosen = "default", models.primary
+        wants_auto = False
+        for name, value in (
+            ("request", request.model),
+            ("session", request.session_pin),
+            ("channel", request.channel_pin),
+        ):
+            if value == AUTO_MODEL:
+                wants_auto = True  # `auto` is less specific than any named model
+            elif value:
+                source, chosen = name, value
+                break
+        else:
+            if wants_auto:
+                chosen = AUTO_MODEL
         classification: Classification | None = None
-        chain_head: tuple[str, ...]
-        if request.model and request.model != AUTO_MODEL:
-            source, chain_head = "request", (self._resolve(request.model),)
-        elif request.session_pin:
-            source, chain_head = "session", (self._resolve(request.session_pin),)
-        elif request.channel_pin:
-            source, chain_head = "channel", (self._resolve(request.channel_pin),)
-        elif AUTO_MODEL in (request.model, models.primary):
+        if chosen == AUTO_MODEL:
             classification = self.classifier.classify(request.messages)
-            tier = models.tiers.get(classification.label or "")
+            tier = models.tiers.get(classification.label or "") or models.tiers.get("default")
             if tier:
                 return Selection("classifier", _dedupe(tier), classification)
-            default = models.tiers.get("default")
-            if models.primary == AUTO_MODEL and default:
-                return Selection("classifier", _dedupe(default), classification)
-            source = "default"
-            chain_head = (models.primary,) if models.primary != AUTO_MODEL else ()
-        else:
-            source, chain_head = "default", (models.primary,)
-        if not chain_head:
-            return Selection(source, _dedupe(models.fallbacks), classification)
-        head = chain_head[0]
+            if models.primary == AUTO_MODEL:
+                return Selection("classifier", _dedupe(models.fallbacks), classification)
+            source, chosen = "default", models.primary
+        head = self._resolve(chosen)
         if request.fallbacks is not None:
             rest = tuple(self._resolve(m) for m in request.fallbacks)
         elif head in models.chains:

@@ -76,6 +76,7 @@ class ProviderActor(Actor[ProviderCall]):
     """
 
     background = True
+    drain_background = True  # calls in flight finish within the stop budget
 
     def __init__(self, provider_id: str, backend: Callable[[], Backend]) -> None:
         self.provider_id = provider_id

@@ -13,10 +13,11 @@ from typing import Final
 import trio
 import trio.testing
 
-from actors.app import build_tree
+from actors.app import Handles, build_tree
 from actors.config import LoadedConfig, parse_config
 from actors.failover.client import ModelsClient
 from actors.models import ChatMessage, Completed, Delta, Failed, ModelRequest, StreamEvent
+from actors.sessions.manager import SessionManager
 from runtime import ActorSystem
 
 AUTOJUMP_WITH_IO_S: Final = 0.1
@@ -37,6 +38,7 @@ class Daemon:
     system: ActorSystem
     client: ModelsClient
     loaded: LoadedConfig
+    sessions: SessionManager
 
     async def ask(self, text: str, **fields: object) -> list[StreamEvent]:
         """One request; every event it produced."""
@@ -87,9 +89,11 @@ async def daemon(
 ) -> AsyncIterator[Daemon]:
     """Start the tree `callboard run` would start for `toml`; stop it gracefully after."""
     loaded = load(toml, state_dir)
-    tree, _ = build_tree(loaded, env=env or {})
+    handles = Handles()
+    tree, _ = build_tree(loaded, handles, env=env or {})
     system = ActorSystem(shutdown_grace_s=loaded.config.gateway.shutdown_grace_s)
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(_run, system, tree.spec))
-        yield Daemon(system, ModelsClient(system.registry), loaded)
+        sessions = SessionManager(system.registry, handles.sessions, loaded.config)
+        yield Daemon(system, ModelsClient(system.registry), loaded, sessions)
         system.request_stop("test over")

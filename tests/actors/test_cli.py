@@ -119,3 +119,92 @@ def test_fake_provider_rejects_a_bad_schedule() -> None:
         "--schedule: fault schedule 'fail 2 with rate_limt': unknown fault 'rate_limt'"
         in result.stderr
     )
+
+
+def _sessions_state(tmp_path: Path) -> Path:
+    import time
+
+    from actors.sessions.store import FileBackend, SessionEntry
+    from actors.sessions.transcript import encode
+
+    config = write_config(tmp_path, "[sessions.maintenance]\nprune_after_days = 7\n")
+    backend = FileBackend(tmp_path / "state")
+    now = time.time()
+    entries = {}
+    for key, sid, age_days in [("main:ws:alice", "s-alice", 0), ("main:ws:old", "s-old", 30)]:
+        ts = now - age_days * 86_400
+        backend.append(
+            [
+                (
+                    sid,
+                    [
+                        encode(
+                            {
+                                "type": "session",
+                                "key": key,
+                                "session_id": sid,
+                                "created_at": ts,
+                                "ts": ts,
+                            }
+                        ),
+                        encode(
+                            {
+                                "type": "message",
+                                "role": "user",
+                                "content": "hello",
+                                "turn": 1,
+                                "ts": ts,
+                            }
+                        ),
+                        encode(
+                            {
+                                "type": "message",
+                                "role": "assistant",
+                                "content": "echo: hello",
+                                "turn": 1,
+                                "ts": ts,
+                                "model": "local/echo",
+                            }
+                        ),
+                    ],
+                )
+            ]
+        )
+        entries[key] = SessionEntry(
+            key=key,
+            session_id=sid,
+            created_at=ts,
+            updated_at=ts,
+            turns=1,
+            last_model="local/echo",
+            transcript=backend.transcript_path(sid),
+        )
+    backend.save_index(entries)
+    backend.close()
+    return config
+
+
+def test_sessions_list_show_and_prune(tmp_path: Path) -> None:
+    config = _sessions_state(tmp_path)
+    listed = run_cli("sessions", "list", "-c", str(config))
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["KEY", "TURNS", "UPDATED", "MODEL", "SESSION"]
+    assert [line.split()[0] for line in lines[1:]] == ["main:ws:alice", "main:ws:old"]
+    shown = run_cli("sessions", "show", "main:ws:alice", "-c", str(config))
+    assert shown.returncode == 0
+    assert "session id:   s-alice" in shown.stdout
+    assert (
+        "[1] user: hello" in shown.stdout
+        and "[1] assistant (local/echo): echo: hello" in shown.stdout
+    )
+    missing = run_cli("sessions", "show", "main:ws:nobody", "-c", str(config))
+    assert missing.returncode == 1 and "no session 'main:ws:nobody'" in missing.stderr
+    dry = run_cli("sessions", "prune", "--dry-run", "-c", str(config))
+    assert "1 session(s) would be pruned" in dry.stdout and "main:ws:old" in dry.stdout
+    assert (tmp_path / "state" / "sessions" / "s-old.jsonl").exists()
+    pruned = run_cli("sessions", "prune", "-c", str(config))
+    assert "1 session(s) pruned" in pruned.stdout
+    assert (tmp_path / "state" / "sessions" / "archive" / "s-old.jsonl").exists()
+    after = run_cli("sessions", "list", "-c", str(config))
+    assert "main:ws:old" not in after.stdout and "main:ws:alice" in after.stdout

@@ -313,3 +313,110 @@ async def test_many_producers_one_actor_lose_nothing(
             producers.start_soon(produce, p * 1000)
     assert await ref.ask(Get(), 10) == sum(p * 1000 * 200 + sum(range(200)) for p in range(5))
     assert len(Counter.seen) == 1000
+
+
+class Later(Message):
+    value: int
+
+
+class Deferring(Actor[Message]):
+    """Answers Later asks from a background task, after a while."""
+
+    background = True
+
+    async def receive(self, message: Message) -> object:
+        reply = self.defer_reply()
+        assert reply is not None
+        assert isinstance(message, Later)
+
+        async def answer() -> None:
+            await trio.sleep(5)
+            reply.set_value(message.value * 10)
+
+        self.nursery.start_soon(answer)
+        return "ignored: the reply was deferred"
+
+
+async def test_a_deferred_reply_lets_the_actor_take_the_next_message(
+    autojump_clock: MockClock, nursery: trio.Nursery, services: SystemServices
+) -> None:
+    await start_supervisor(nursery, services, POLICY, [actor_spec("later", Deferring)])
+    ref = services.registry.lookup("later")
+    results: list[int] = []
+    began = trio.current_time()
+    async with trio.open_nursery() as asks:
+        for n in range(3):
+            asks.start_soon(lambda n=n: _collect(ref, n, results))  # type: ignore[misc]
+    assert sorted(results) == [0, 10, 20]
+    assert trio.current_time() - began == pytest.approx(5)  # concurrently, not 15 s
+
+
+async def _collect(ref: ActorRef[Message], n: int, results: list[int]) -> None:
+    results.append(await ref.ask(Later(value=n), 10))
+
+
+class Idler(Actor[Message]):
+    idle_timeout_s = 30.0
+    idles: ClassVar[list[float]] = []
+
+    async def receive(self, message: Message) -> object:
+        return None
+
+    async def on_idle(self) -> None:
+        Idler.idles.append(trio.current_time())
+        if len(Idler.idles) == 2:
+            self.stop()
+
+
+async def test_idle_timeout_calls_on_idle_and_an_actor_can_stop_itself(
+    autojump_clock: MockClock, nursery: trio.Nursery, services: SystemServices
+) -> None:
+    Idler.idles = []
+    running = await start_supervisor(
+        nursery, services, POLICY, [actor_spec("idler", Idler, restart=Restart.TRANSIENT)]
+    )
+    ref = services.registry.lookup("idler")
+    start = trio.current_time()
+    await trio.sleep(20)
+    await ref.tell(Get())  # activity resets the idle clock
+    await wait_until(lambda: len(Idler.idles) == 2, timeout_s=200)
+    assert [round(t - start) for t in Idler.idles] == [50, 80]
+    await wait_until(lambda: running.sup.which_children()[0].state is ChildState.STOPPED)  # type: ignore[attr-defined]
+    assert ref.closed  # stopped for good: transient, shutdown exit, not restarted
+    assert running.sup.which_children()[0].restarts == 0  # type: ignore[attr-defined]
+
+
+class Background(Actor[Message]):
+    background = True
+    drain: ClassVar[bool] = False
+    finished: ClassVar[list[str]] = []
+
+    async def on_start(self) -> None:
+        async def work() -> None:
+            await trio.sleep(3)
+            Background.finished.append("work")
+
+        self.nursery.start_soon(work)
+
+    async def receive(self, message: Message) -> object:
+        return None
+
+
+class Draining(Background):
+    drain_background = True
+
+
+@pytest.mark.parametrize(("cls", "expected"), [(Background, []), (Draining, ["work"])])
+async def test_background_work_is_cancelled_or_drained_at_stop(
+    autojump_clock: MockClock,
+    nursery: trio.Nursery,
+    services: SystemServices,
+    cls: type[Background],
+    expected: list[str],
+) -> None:
+    Background.finished = []
+    running = await start_supervisor(
+        nursery, services, POLICY, [actor_spec("bg", cls, shutdown_s=10)]
+    )
+    await running.stop()  # type: ignore[attr-defined]
+    assert Background.finished == expected
