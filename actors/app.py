@@ -13,22 +13,31 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import trio
+
+from actors.channels.gateway import Gateway
+from actors.channels.http import HTTP_NAME, http_spec
+from actors.channels.telegram import TELEGRAM_NAME, telegram_spec
+from actors.channels.websocket import WEBSOCKET_NAME, websocket_spec
 from actors.config import LoadedConfig, SupervisionConfig
+from actors.events import GATEWAY_START, GatewayStart
 from actors.failover.client import FAILOVER_NAME
 from actors.failover.supervisor import FailoverActor
 from actors.providers.catalog import plan_providers, provider_spec
 from actors.sessions.path_map import PathMap
 from actors.sessions.store import STORE_NAME, FileBackend, StoreActor, StoreBackend
 from runtime import (
+    EXIT_FAILED,
     ActorSystem,
     ChildSpec,
     NodeKind,
+    ShutdownPhase,
     SupervisorRef,
     actor_spec,
     supervisor_spec,
 )
 
-__all__ = ["TreePlan", "build_tree", "run_daemon"]
+__all__ = ["Handles", "TreePlan", "announce_gateway", "attach_gateway", "build_tree", "run_daemon"]
 
 log = logging.getLogger("callboard.app")
 
@@ -82,11 +91,17 @@ def _supervisor(
     return TreePlan(name, NodeKind.SUPERVISOR, _describe(table, dynamic=dynamic), spec, children)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Handles:
-    """Stable handles on the tree's supervisors, for the parts that add children."""
+    """Stable handles on the running tree, for the parts that need them.
+
+    Attributes:
+        sessions: the `sessions` dynamic supervisor.
+        gateway: the channels' shared state (set by `build_tree`).
+    """
 
     sessions: SupervisorRef = field(default_factory=lambda: SupervisorRef("sessions"))
+    gateway: Gateway | None = None
 
 
 def _providers_and_failover(
@@ -141,7 +156,35 @@ def build_tree(
     store = TreePlan(STORE_NAME, NodeKind.ACTOR, f"sessions in {backend.location}", store_spec)
     models = _supervisor("models", sup.models, providers)
     sessions = _supervisor("sessions", sup.sessions, (), dynamic=True, handle=handles.sessions)
-    channels = _supervisor("channels", sup.channels, ())
+    gateway = handles.gateway = Gateway(loaded, handles.sessions)
+    budget = sup.channels.shutdown_s
+    gw = config.gateway
+    channel_nodes = [
+        TreePlan(
+            HTTP_NAME,
+            NodeKind.WORKER,
+            f"http://{gw.bind}:{gw.http_port}",
+            http_spec(gateway, shutdown_s=budget),
+        )
+    ]
+    if config.channels.telegram.enabled:
+        channel_nodes.append(
+            TreePlan(
+                TELEGRAM_NAME,
+                NodeKind.WORKER,
+                f"dm_policy {config.channels.telegram.dm_policy}",
+                telegram_spec(gateway, shutdown_s=budget),
+            )
+        )
+    channel_nodes.append(
+        TreePlan(
+            WEBSOCKET_NAME,
+            NodeKind.WORKER,
+            f"ws://{gw.bind}:{gw.ws_port}",
+            websocket_spec(gateway, shutdown_s=budget),
+        )
+    )
+    channels = _supervisor("channels", sup.channels, tuple(channel_nodes))
     return _supervisor("root", sup.root, (store, models, sessions, channels)), notes
 
 
@@ -152,8 +195,44 @@ async def run_daemon(loaded: LoadedConfig) -> int:
         shutdown_grace_s=config.gateway.shutdown_grace_s,
         hook_timeout_s=config.hooks.timeout_s,
     )
-    plan, notes = build_tree(loaded)
+    handles = Handles()
+    plan, notes = build_tree(loaded, handles)
     log.info("callboard starting (config %s, state %s)", loaded.path, loaded.state_dir)
     for note in notes:
         log.warning("%s", note)
-    return await system.run(plan.spec)
+    gateway = handles.gateway
+    assert gateway is not None
+    attach_gateway(system, gateway)
+    code = EXIT_FAILED
+
+    async def run(*, task_status: trio.TaskStatus[None]) -> None:
+        nonlocal code
+        code = await system.run(plan.spec, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        try:
+            await nursery.start(run)
+        except RuntimeError:
+            return code  # the tree did not start; `run` has logged why
+        announce_gateway(system, gateway)
+    return code
+
+
+def attach_gateway(system: ActorSystem, gateway: Gateway) -> None:
+    """Bind the channels to the system and to its stop phases."""
+    gateway.attach(system)
+    system.on_shutdown(ShutdownPhase.STOP_INTAKE, "gateway: stop intake", gateway.stop_intake)
+    system.on_shutdown(ShutdownPhase.DRAIN, "gateway: cut runs past the deadline", gateway.cut_runs)
+
+
+def announce_gateway(system: ActorSystem, gateway: Gateway) -> None:
+    """`gateway:start`, once the tree (and so every channel) has started."""
+    channels = tuple(
+        name for name in ("http", "telegram", "websocket") if name in gateway.addresses
+    )
+    system.hooks.notify(
+        GATEWAY_START,
+        GatewayStart(channels, gateway.addresses.get("websocket"), gateway.addresses.get("http")),
+    )
+    for name, address in gateway.addresses.items():
+        log.info("%s listening on %s", name, address)

@@ -96,6 +96,11 @@ class GatewayConfig(_Strict):
     token_env: str = "CALLBOARD_TOKEN"
     max_frame_bytes: int = Field(default=262_144, ge=1024)
     shutdown_grace_s: Seconds = 25.0
+    send_queue: int = Field(default=256, ge=1)
+    """Frames a WebSocket client may fall behind; a slower one is disconnected (1013)."""
+    idempotency_ttl_s: float = Field(default=300.0, gt=0)
+    """How long a `chat.send` idempotency key is remembered."""
+    max_connections: int = Field(default=10_000, ge=1)
 
 
 class StateConfig(_Strict):
@@ -251,12 +256,27 @@ class TelegramConfig(_Strict):
     api_base: str = "https://api.telegram.org"
     dm_policy: Literal["allowlist", "open", "disabled"] = "allowlist"
     allow_from: tuple[int | str, ...] = ()
+    """Telegram user ids, or @usernames, allowed to talk when dm_policy = "allowlist"."""
+    poll_timeout_s: int = Field(default=30, ge=0, le=50)
+    """getUpdates long-polling timeout, sent to Telegram."""
+    stall_s: float = Field(default=90.0, gt=0)
+    """No answer from getUpdates for this long: the watchdog restarts polling."""
+    typing_interval_s: float = Field(default=4.0, gt=0)
+    """How often "typing..." is sent while a turn runs."""
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    """Budget of each Bot API call other than getUpdates."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """Attempts after a 429 or a network error, honouring retry_after."""
+    agent: str = "main"
+    """The agent part of the session keys (`<agent>:telegram:dm:<chat id>`)."""
 
 
 class ChannelsConfig(_Strict):
     """`[channels]`."""
 
     telegram: TelegramConfig = TelegramConfig()
+    pins: dict[str, str] = Field(default_factory=dict)
+    """A channel's preferred model (websocket, http, telegram), below a session's pin."""
 
 
 class MaintenanceConfig(_Strict):

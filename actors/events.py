@@ -16,6 +16,11 @@ from runtime import ACTOR_ESCALATED, ACTOR_RESTARTED, HookEvent
 __all__ = [
     "ACTOR_ESCALATED",
     "ACTOR_RESTARTED",
+    "GATEWAY_START",
+    "GATEWAY_STOP",
+    "MESSAGE_RECEIVED",
+    "MESSAGE_SENDING",
+    "MESSAGE_SENT",
     "MODEL_FAILOVER",
     "MODEL_REQUEST",
     "MODEL_RESPONSE",
@@ -24,6 +29,11 @@ __all__ = [
     "SESSION_CREATED",
     "SESSION_RESET",
     "SESSION_UPDATED",
+    "GatewayStart",
+    "GatewayStop",
+    "MessageReceived",
+    "MessageSending",
+    "MessageSent",
     "ModelFailover",
     "ModelRequestSent",
     "ModelResponse",
@@ -196,3 +206,99 @@ SESSION_CREATED: Final = HookEvent("session:created", SessionCreated)
 SESSION_UPDATED: Final = HookEvent("session:updated", SessionUpdated)
 SESSION_COMPACTED: Final = HookEvent("session:compacted", SessionCompacted)
 SESSION_RESET: Final = HookEvent("session:reset", SessionReset)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStart:
+    """`gateway:start` (observer): the channels are listening.
+
+    Attributes:
+        channels: the channels that started (websocket, http, telegram).
+        ws_url: the WebSocket gateway's address.
+        http_url: the HTTP endpoint's address.
+    """
+
+    channels: tuple[str, ...]
+    ws_url: str | None
+    http_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStop:
+    """`gateway:stop` (observer): the channels stopped taking new work.
+
+    Attributes:
+        reason: why (a signal, a request).
+        in_flight: runs still going at that moment.
+    """
+
+    reason: str
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """`message:received` (observer): a user's message reached callboard.
+
+    Attributes:
+        channel: websocket, http or telegram.
+        session_key: the session it goes to.
+        run_id: the run that answers it.
+        text: what the user wrote.
+        sender: who sent it, as the channel knows them (a client id, a user id).
+    """
+
+    channel: str
+    session_key: str
+    run_id: str
+    text: str
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSending:
+    """`message:sending` (interceptor): a reply is about to be sent.
+
+    Replace `text` to rewrite it, or return `Veto(reason)` to cancel it. On
+    streaming channels the pieces have already gone out: this is the complete
+    text of the `final` event (a veto turns it into an error event).
+
+    Attributes:
+        channel: websocket, http or telegram.
+        session_key: the session answering.
+        run_id: the run.
+        text: the reply.
+        model: the model that wrote it (None for chat commands).
+    """
+
+    channel: str
+    session_key: str
+    run_id: str
+    text: str
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    """`message:sent` (observer): a reply went out.
+
+    Attributes:
+        channel: websocket, http or telegram.
+        session_key: the session that answered.
+        run_id: the run.
+        text: what was sent.
+        model: the model that wrote it (None for chat commands).
+    """
+
+    channel: str
+    session_key: str
+    run_id: str
+    text: str
+    model: str | None
+
+
+GATEWAY_START: Final = HookEvent("gateway:start", GatewayStart)
+GATEWAY_STOP: Final = HookEvent("gateway:stop", GatewayStop)
+MESSAGE_RECEIVED: Final = HookEvent("message:received", MessageReceived)
+MESSAGE_SENDING: Final = HookEvent("message:sending", MessageSending)
+MESSAGE_SENT: Final = HookEvent("message:sent", MessageSent)

@@ -130,6 +130,11 @@ class ActorSystem:
         """True once a stop was requested."""
         return self._stop.is_set()
 
+    @property
+    def stop_reason(self) -> str:
+        """Why the stop was requested ("" while running)."""
+        return self._stop_reason
+
     def on_shutdown(self, phase: ShutdownPhase, name: str, task: PhaseTask) -> None:
         """Run `task` during `phase` of a graceful stop (in registration order)."""
         self._phase_tasks[phase].append((name, task))

@@ -13,7 +13,8 @@ from typing import Final
 import trio
 import trio.testing
 
-from actors.app import Handles, build_tree
+from actors.app import Handles, announce_gateway, attach_gateway, build_tree
+from actors.channels.gateway import Gateway
 from actors.config import LoadedConfig, parse_config
 from actors.failover.client import ModelsClient
 from actors.models import ChatMessage, Completed, Delta, Failed, ModelRequest, StreamEvent
@@ -39,6 +40,7 @@ class Daemon:
     client: ModelsClient
     loaded: LoadedConfig
     sessions: SessionManager
+    gateway: Gateway
 
     async def ask(self, text: str, **fields: object) -> list[StreamEvent]:
         """One request; every event it produced."""
@@ -92,8 +94,11 @@ async def daemon(
     handles = Handles()
     tree, _ = build_tree(loaded, handles, env=env or {})
     system = ActorSystem(shutdown_grace_s=loaded.config.gateway.shutdown_grace_s)
+    assert handles.gateway is not None
+    attach_gateway(system, handles.gateway)
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(_run, system, tree.spec))
+        announce_gateway(system, handles.gateway)
         sessions = SessionManager(system.registry, handles.sessions, loaded.config)
-        yield Daemon(system, ModelsClient(system.registry), loaded, sessions)
+        yield Daemon(system, ModelsClient(system.registry), loaded, sessions, handles.gateway)
         system.request_stop("test over")

@@ -58,8 +58,9 @@ def test_wrong_strategy_names_the_key_and_the_choices(tmp_path: Path) -> None:
 def test_unknown_keys_are_errors_that_list_what_is_allowed(tmp_path: Path) -> None:
     found = problems(tmp_path, "[gateway]\nbnd = '0.0.0.0'\n[nonsense]\nx = 1\n")
     assert found == [
-        "config.toml: gateway.bnd: unknown key (allowed here: bind, http_port, max_frame_bytes, "
-        "shutdown_grace_s, token_env, ws_port)",
+        "config.toml: gateway.bnd: unknown key (allowed here: bind, http_port, "
+        "idempotency_ttl_s, max_connections, max_frame_bytes, send_queue, shutdown_grace_s, "
+        "token_env, ws_port)",
         "config.toml: nonsense: unknown key (allowed here: agent, channels, gateway, hooks, "
         "models, providers, sessions, state, supervision)",
     ]
