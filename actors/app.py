@@ -156,7 +156,7 @@ def build_tree(
     store = TreePlan(STORE_NAME, NodeKind.ACTOR, f"sessions in {backend.location}", store_spec)
     models = _supervisor("models", sup.models, providers)
     sessions = _supervisor("sessions", sup.sessions, (), dynamic=True, handle=handles.sessions)
-    gateway = handles.gateway = Gateway(loaded, handles.sessions)
+    gateway = handles.gateway = Gateway(loaded, handles.sessions, env)
     budget = sup.channels.shutdown_s
     gw = config.gateway
     channel_nodes = [

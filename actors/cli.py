@@ -17,6 +17,12 @@ from typing import Final
 import trio
 
 from actors.app import build_tree, run_daemon
+from actors.channels.console import (
+    DEFAULT_SESSION,
+    chat_command,
+    send_command,
+    status_command,
+)
 from actors.config import LoadedConfig, load_config
 from actors.errors import ConfigError, FaultSpecError
 from actors.faults import FaultPlan
@@ -54,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config("run", "run the daemon until SIGTERM or SIGINT")
     with_config("check", "validate the config and print the supervision tree run would start")
+    for name, text in (
+        ("chat", "chat with a running daemon, one line a turn"),
+        ("send", "send one message to a running daemon and print the answer"),
+        ("status", "print a running daemon's live actor tree"),
+    ):
+        sub = with_config(name, text)
+        sub.add_argument(
+            "--url", help="the gateway, e.g. ws://127.0.0.1:18789 (default: from the config)"
+        )
+        if name != "status":
+            sub.add_argument(
+                "--session", default=DEFAULT_SESSION, help="session name or key (default: cli)"
+            )
+        if name == "send":
+            sub.add_argument("text", help="the message")
     sessions = commands.add_parser(
         "sessions", help="list, show and prune stored sessions", description="Stored sessions."
     )
@@ -116,6 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(run_daemon, loaded)
     if args.command == "sessions":
         return sessions_command(args, loaded)
+    if args.command == "send":
+        return trio.run(send_command, loaded, args.url, args.session, args.text)
+    if args.command == "chat":
+        return trio.run(chat_command, loaded, args.url, args.session)
+    if args.command == "status":
+        return trio.run(status_command, loaded, args.url)
     return EXIT_USAGE  # argparse rejects unknown commands before this
 
 

@@ -270,6 +270,19 @@ class TelegramConfig(_Strict):
     agent: str = "main"
     """The agent part of the session keys (`<agent>:telegram:dm:<chat id>`)."""
 
+    @model_validator(mode="after")
+    def _watchdog_outlasts_the_poll(self) -> TelegramConfig:
+        if self.stall_s <= self.poll_timeout_s:
+            raise ValueError(
+                f"stall_s ({self.stall_s:g}) must be longer than poll_timeout_s "
+                f"({self.poll_timeout_s}): every quiet long poll would look stalled"
+            )
+        return self
+
+
+PIN_CHANNELS: Final = ("websocket", "http", "telegram")
+"""The channels `[channels.pins]` may name."""
+
 
 class ChannelsConfig(_Strict):
     """`[channels]`."""
@@ -534,6 +547,13 @@ def _cross_check(config: Config) -> list[str]:
         check(f"models.aliases.{alias}", model)
     for model in config.models.windows:
         check(f"models.windows.{model}", model)
+    for channel, model in config.channels.pins.items():
+        if channel not in PIN_CHANNELS:
+            problems.append(
+                f"channels.pins.{channel}: not a channel (channels: {', '.join(PIN_CHANNELS)})"
+            )
+        elif model != "auto" and model not in config.models.aliases:
+            check(f"channels.pins.{channel}", model)
     for pid, provider in config.providers.items():
         if not isinstance(provider, FaultyProviderConfig):
             continue

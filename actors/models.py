@@ -9,6 +9,7 @@ to provider actors, which answer on their own channel with `ProviderEvent`s.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import trio
@@ -119,8 +120,13 @@ class ModelResult(Message):
     classification: Classification | None = None
 
 
-class Delta(Message):
-    """More answer text for the caller."""
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """More answer text for the caller.
+
+    A slotted dataclass rather than a pydantic model: one is made per streamed
+    piece, and nothing it carries needs validating again (see `ProviderDelta`).
+    """
 
     text: str
 
@@ -158,8 +164,9 @@ class Generate(Message):
     scope: trio.CancelScope = Field(default_factory=trio.CancelScope)
 
 
-class ProviderDelta(Message):
-    """Answer text from a provider."""
+@dataclass(frozen=True, slots=True)
+class ProviderDelta:
+    """Answer text from a provider (validated where it was parsed, at the wire)."""
 
     text: str
 

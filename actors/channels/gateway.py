@@ -16,8 +16,9 @@ phases of the actor system drive `stop_intake` and `cut_runs`.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -66,10 +67,18 @@ class Gateway:
     Args:
         loaded: the config.
         sessions: the `sessions` supervisor's handle.
+        env: where tokens are read (default: the process environment).
     """
 
-    def __init__(self, loaded: LoadedConfig, sessions: SupervisorRef) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        sessions: SupervisorRef,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.loaded = loaded
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        """Where the channels read their tokens (the process environment by default)."""
         self.config = loaded.config
         self.sessions_ref = sessions
         self.system: ActorSystem | None = None

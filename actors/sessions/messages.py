@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import trio
@@ -61,8 +62,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-class TurnDelta(Message):
-    """More answer text of a running turn."""
+@dataclass(frozen=True, slots=True)
+class TurnDelta:
+    """More answer text of a running turn (one per piece: a dataclass, not validated again)."""
 
     run_id: str
     text: str

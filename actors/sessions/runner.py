@@ -50,8 +50,7 @@ class EmbeddedRunner:
         if history.summary:
             messages.append(ChatMessage(role="system", content=SUMMARY_INTRO + history.summary))
         for turn in history.since_summary()[-self.agent.history_turns :]:
-            messages.append(ChatMessage(role="user", content=turn.user))
-            messages.append(ChatMessage(role="assistant", content=turn.assistant))
+            messages.extend(turn.messages())
         messages.append(ChatMessage(role="user", content=text))
         return ModelRequest(
             messages=tuple(messages),

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from actors.models import ChatMessage
 
 __all__ = [
     "RECORD_VERSION",
@@ -68,13 +71,30 @@ def parse_transcript(data: bytes, *, source: str) -> ParsedTranscript:
     return ParsedTranscript(records, torn, corrupt)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Turn:
     """One exchange: the user's message and the answer."""
 
     number: int
     user: str
     assistant: str
+
+    def messages(self) -> tuple[ChatMessage, ChatMessage]:
+        """The turn as chat messages, built once (every later request resends them)."""
+        cached = _MESSAGES.get(self)
+        if cached is None:
+            cached = (
+                ChatMessage(role="user", content=self.user),
+                ChatMessage(role="assistant", content=self.assistant),
+            )
+            _MESSAGES[self] = cached
+        return cached
+
+
+# Per-turn chat messages, dropped with their turn.
+_MESSAGES: weakref.WeakKeyDictionary[Turn, tuple[ChatMessage, ChatMessage]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(slots=True)

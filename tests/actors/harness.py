@@ -76,9 +76,12 @@ def trail(events: list[StreamEvent]) -> list[tuple[str, str | None, str]]:
 
 
 def load(toml: str, state_dir: Path) -> LoadedConfig:
-    return LoadedConfig(
-        Path("test.toml"), parse_config(tomllib.loads(toml), "test.toml"), state_dir
-    )
+    """A config from TOML text; unless it says otherwise, the channels listen on free ports."""
+    data = tomllib.loads(toml)
+    gateway = data.setdefault("gateway", {})
+    gateway.setdefault("ws_port", 0)
+    gateway.setdefault("http_port", 0)
+    return LoadedConfig(Path("test.toml"), parse_config(data, "test.toml"), state_dir)
 
 
 async def _run(system: ActorSystem, spec: object, *, task_status: trio.TaskStatus[None]) -> None:

@@ -245,3 +245,19 @@ primary = "local/echo"
 def test_a_missing_provider_kind(tmp_path: Path) -> None:
     found = problems(tmp_path, '[providers.x]\nbase_url = "http://h"\n[models]\nprimary = "x/y"\n')
     assert found == ["config.toml: providers.x.kind: required key is missing"]
+
+
+def test_channel_pins_name_a_channel_and_a_declared_model(tmp_path: Path) -> None:
+    base = '[providers.local]\nkind = "echo"\n[models]\nprimary = "local/echo"\n'
+    base += '[models.aliases]\nfast = "local/echo"\n'
+    found = problems(
+        tmp_path,
+        base + '[channels.pins]\nwebsocket = "ghost/x"\nirc = "local/echo"\nhttp = "fast"\n',
+    )
+    assert found == [
+        "config.toml: channels.pins.websocket: provider 'ghost' of 'ghost/x' is not declared "
+        "under [providers] (declared: local)",
+        "config.toml: channels.pins.irc: not a channel (channels: websocket, http, telegram)",
+    ]
+    path = write(tmp_path, base + '[channels.pins]\ntelegram = "auto"\nhttp = "fast"\n')
+    assert load_config(path).config.channels.pins == {"telegram": "auto", "http": "fast"}
