@@ -48,6 +48,7 @@ from runtime.spec import (
     StartFn,
     SystemServices,
 )
+from runtime.streams import receive_soon, send_soon
 from runtime.supervisor import (
     ACTOR_ESCALATED,
     ACTOR_RESTARTED,
@@ -147,6 +148,8 @@ __all__ = [
     "SystemServices",
     "Veto",
     "actor_spec",
+    "receive_soon",
+    "send_soon",
     "supervisor_spec",
     "unwrap_group",
 ]

@@ -53,7 +53,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from actors.channels.gateway import SHUTTING_DOWN_CODE, Gateway
 from actors.errors import CallboardError, InvalidSessionKey
 from actors.sessions.messages import TurnResult, new_run_id, validate_key
-from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown
+from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown, receive_soon
 
 __all__ = [
     "DEFAULT_AGENT",
@@ -392,7 +392,11 @@ class Connection:
 
     async def _writer(self) -> None:
         async with self._queue:
-            async for frame in self._queue:
+            while True:
+                try:
+                    frame = await receive_soon(self._queue)
+                except trio.EndOfChannel:
+                    break
                 await self.ws.send_message(frame)
         code, reason = self._close or (CLOSE_GOING_AWAY, "")
         await self.ws.aclose(code, reason)

@@ -23,7 +23,7 @@ import trio
 
 from actors.errors import ErrorClass, ModelCallFailed
 from actors.models import Completed, Delta, Failed, Generate, ModelRequest, ModelResult, StreamEvent
-from runtime import ActorRuntimeError, Registry
+from runtime import ActorRuntimeError, Registry, receive_soon
 
 __all__ = ["FAILOVER_NAME", "ModelsClient"]
 
@@ -93,7 +93,11 @@ async def _events(
     receive: trio.MemoryReceiveChannel[StreamEvent],
 ) -> AsyncGenerator[StreamEvent, None]:
     partial = ""
-    async for event in receive:
+    while True:
+        try:
+            event = await receive_soon(receive)
+        except trio.EndOfChannel:
+            break
         yield event
         if isinstance(event, Delta):
             partial += event.text

@@ -69,7 +69,7 @@ from actors.models import (
     split_model,
 )
 from actors.providers.base import ProviderInfo
-from runtime import Actor, ActorRuntimeError, HookVetoed, Message
+from runtime import Actor, ActorRuntimeError, HookVetoed, Message, receive_soon, send_soon
 
 __all__ = [
     "AUTH_STATE_FILE",
@@ -627,7 +627,11 @@ class FailoverActor(Actor[Generate | GetFailoverStatus]):
         got_text = False
         watch = trio.CancelScope(deadline=min(state.deadline, began + timeouts.first_token_s))
         with receive, watch:
-            async for event in receive:
+            while True:
+                try:
+                    event = await receive_soon(receive)
+                except trio.EndOfChannel:
+                    break
                 if isinstance(event, ProviderDelta):
                     got_text = True
                     watch.deadline = min(state.deadline, trio.current_time() + timeouts.idle_s)
@@ -662,7 +666,7 @@ class FailoverActor(Actor[Generate | GetFailoverStatus]):
             if not text:
                 return
         state.sent += text
-        await state.out.send(Delta(text=text))
+        await send_soon(state.out, Delta(text=text))
 
     async def _served(
         self, state: _Request, route: Route, done: ProviderDone, duration: float
@@ -696,7 +700,7 @@ class FailoverActor(Actor[Generate | GetFailoverStatus]):
                 self._sticky.popitem(last=False)
         self._last_used[(route.provider, route.profile)] = trio.current_time()
         self.served[model] += 1
-        await state.out.send(Completed(result=result))
+        await send_soon(state.out, Completed(result=result))
         self.ctx.services.hooks.notify(
             MODEL_RESPONSE, ModelResponse(state.request.request_id, session, result)
         )

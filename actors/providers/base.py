@@ -23,7 +23,7 @@ import trio
 from actors.config import ProviderConfig
 from actors.errors import ErrorClass, ModelError
 from actors.models import ProviderCall, ProviderDelta, ProviderDone, ProviderFailed
-from runtime import Actor, MailboxSpec
+from runtime import Actor, MailboxSpec, send_soon
 
 __all__ = [
     "PROVIDER_MAILBOX",
@@ -97,7 +97,7 @@ class ProviderActor(Actor[ProviderCall]):
         events = call.events
 
         async def emit(text: str) -> None:
-            await events.send(ProviderDelta(text=text))
+            await send_soon(events, ProviderDelta(text=text))
 
         async with events:
             with call.scope:
@@ -117,7 +117,7 @@ class ProviderActor(Actor[ProviderCall]):
                         )
                     )
                 try:
-                    await events.send(outcome)
+                    await send_soon(events, outcome)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
 

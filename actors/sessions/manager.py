@@ -49,6 +49,7 @@ from runtime import (
     SupervisorNotRunning,
     SupervisorRef,
     actor_spec,
+    receive_soon,
 )
 
 __all__ = ["SessionManager"]
@@ -213,7 +214,11 @@ class SessionManager:
 
 async def _pump(receive: trio.MemoryReceiveChannel[TurnDelta], on_delta: OnDelta) -> None:
     async with receive:
-        async for delta in receive:
+        while True:
+            try:
+                delta = await receive_soon(receive)
+            except trio.EndOfChannel:
+                return
             await on_delta(delta.text)
 
 

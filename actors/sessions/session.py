@@ -57,7 +57,7 @@ from actors.sessions.store import (
 )
 from actors.sessions.transcript import RECORD_VERSION, History, history_from
 from actors.sessions.transcript import Turn as HistoryTurn
-from runtime import Actor, ActorRef, MailboxFull, Message
+from runtime import Actor, ActorRef, MailboxFull, Message, send_soon
 
 __all__ = ["SessionActor", "SessionDeps"]
 
@@ -258,7 +258,7 @@ class SessionActor(Actor[Message]):
             streamed += text
             if forward is not None:
                 try:
-                    await forward.send(TurnDelta(run_id=turn.run_id, text=text))
+                    await send_soon(forward, TurnDelta(run_id=turn.run_id, text=text))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     forward = None  # the caller stopped listening; the answer is still kept
 
