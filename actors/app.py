@@ -23,6 +23,7 @@ from actors.config import LoadedConfig, SupervisionConfig
 from actors.events import GATEWAY_START, GatewayStart
 from actors.failover.client import FAILOVER_NAME
 from actors.failover.supervisor import FailoverActor
+from actors.plugins import LoadedPlugins, load_plugins
 from actors.providers.catalog import plan_providers, provider_spec
 from actors.sessions.path_map import PathMap
 from actors.sessions.store import STORE_NAME, FileBackend, StoreActor, StoreBackend
@@ -188,13 +189,26 @@ def build_tree(
     return _supervisor("root", sup.root, (store, models, sessions, channels)), notes
 
 
-async def run_daemon(loaded: LoadedConfig) -> int:
-    """Run the daemon until SIGTERM/SIGINT; returns the process exit code."""
+async def run_daemon(loaded: LoadedConfig, plugins: LoadedPlugins | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; returns the process exit code.
+
+    Args:
+        loaded: the config.
+        plugins: its plugins, already loaded (default: load them here).
+
+    Raises:
+        PluginError: `plugins` was not given and a plugin could not be loaded.
+    """
     config = loaded.config
+    if plugins is None:
+        plugins = load_plugins(loaded)
     system = ActorSystem(
         shutdown_grace_s=config.gateway.shutdown_grace_s,
         hook_timeout_s=config.hooks.timeout_s,
     )
+    plugins.attach(system.hooks)
+    for line in plugins.describe():
+        log.info("plugin %s", line)
     handles = Handles()
     plan, notes = build_tree(loaded, handles)
     log.info("callboard starting (config %s, state %s)", loaded.path, loaded.state_dir)

@@ -24,8 +24,9 @@ from actors.channels.console import (
     status_command,
 )
 from actors.config import LoadedConfig, load_config
-from actors.errors import ConfigError, FaultSpecError
+from actors.errors import ConfigError, FaultSpecError, PluginError
 from actors.faults import FaultPlan
+from actors.plugins import LoadedPlugins, load_plugins
 from actors.providers.fake_server import run_fake_provider
 from actors.sessions.tool import sessions_command
 
@@ -117,6 +118,15 @@ def _load(path: str | None) -> LoadedConfig | None:
         return None
 
 
+def _plugins(loaded: LoadedConfig) -> LoadedPlugins | None:
+    try:
+        return load_plugins(loaded)
+    except PluginError as exc:
+        for problem in exc.problems:
+            print(f"{loaded.path}: {problem}", file=sys.stderr)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `callboard` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -126,15 +136,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
-    if args.command == "check":
+    if args.command in ("check", "run"):
+        plugins = _plugins(loaded)
+        if plugins is None:
+            return EXIT_CONFIG
+        if args.command == "run":
+            return trio.run(run_daemon, loaded, plugins)
         tree, notes = build_tree(loaded)
         print(f"{loaded.path}: ok (state in {loaded.state_dir})")
         for note in notes:
             print(f"# {note}")
+        for line in plugins.describe():
+            print(f"# plugin {line}")
         print(tree.render())
         return 0
-    if args.command == "run":
-        return trio.run(run_daemon, loaded)
     if args.command == "sessions":
         return sessions_command(args, loaded)
     if args.command == "send":

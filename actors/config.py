@@ -398,11 +398,30 @@ class SupervisionTable(_Strict):
         return self
 
 
+class PluginSettings(_Strict):
+    """`[hooks.plugin.<name>]`: one plugin's settings, overriding what its code asks for."""
+
+    enabled: bool = True
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Every handler's time limit a call (default: the handler's own, else `[hooks] timeout_s`)."""
+    fail_open: bool | None = None
+    """Whether its interceptors are skipped (true) or veto (false) when they fail or time out."""
+    priority: int | None = None
+    """The priority of all its interceptors (lower runs first)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Free-form settings handed to the plugin as `plugin.options`."""
+
+
 class HooksConfig(_Strict):
     """`[hooks]`: plugins and the default handler timeout."""
 
     plugins: tuple[str, ...] = ()
+    """Modules to load as plugins (`pkg.module`; its `register(plugin)` is called)."""
+    entry_points: bool = True
+    """Also load the plugins installed under the `callboard.plugins` entry-point group."""
     timeout_s: float = Field(default=5.0, gt=0)
+    plugin: dict[str, PluginSettings] = Field(default_factory=dict)
+    """Settings per plugin, by name: its module path, or its entry point's name."""
 
 
 def _default_providers() -> dict[str, ProviderConfig]:

@@ -7,6 +7,8 @@
     │                        `problems` lists each as "<file>: <key.path>: <message>"
     ├── FaultSpecError       a fault schedule (faulty provider, fake provider) does not parse
     ├── InvalidSessionKey    a session key is not `<agent>:<channel>[:<kind>]:<peer>`
+    ├── PluginError          plugins could not be loaded; `problems` lists each as
+    │                        "plugin <name>: <what went wrong>"
     └── ModelError           one model call failed; `kind` is its `ErrorClass`
         └── ModelCallFailed  the whole request failed after its failover; carries the attempts
 
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidSessionKey",
     "ModelCallFailed",
     "ModelError",
+    "PluginError",
 ]
 
 
@@ -51,6 +54,19 @@ class ConfigError(CallboardError):
 
     def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
         self.path = Path(path)
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(CallboardError):
+    """One or more plugins could not be loaded; nothing starts.
+
+    Attributes:
+        problems: one line per problem, each naming the plugin (and, for a
+            config key, `hooks.plugin.<name>`).
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(self.problems))
 

@@ -8,16 +8,24 @@ with it here so that plugins have one place to look.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from actors.models import Attempt, Classification, ModelResult
-from runtime import ACTOR_ESCALATED, ACTOR_RESTARTED, HookEvent
+from runtime import (
+    ACTOR_ESCALATED,
+    ACTOR_RESTARTED,
+    ChildRestarted,
+    HookEvent,
+    SupervisorEscalated,
+)
 
 __all__ = [
     "ACTOR_ESCALATED",
     "ACTOR_RESTARTED",
+    "CATALOGUE",
     "GATEWAY_START",
     "GATEWAY_STOP",
+    "INTERCEPTABLE",
     "MESSAGE_RECEIVED",
     "MESSAGE_SENDING",
     "MESSAGE_SENT",
@@ -29,6 +37,7 @@ __all__ = [
     "SESSION_CREATED",
     "SESSION_RESET",
     "SESSION_UPDATED",
+    "ChildRestarted",
     "GatewayStart",
     "GatewayStop",
     "MessageReceived",
@@ -42,6 +51,7 @@ __all__ = [
     "SessionCreated",
     "SessionReset",
     "SessionUpdated",
+    "SupervisorEscalated",
 ]
 
 
@@ -269,6 +279,8 @@ class MessageSending:
         run_id: the run.
         text: the reply.
         model: the model that wrote it (None for chat commands).
+        attempts: every model attempt that led to it, failed ones first (the
+            last one served it); more than one means a failover happened.
     """
 
     channel: str
@@ -276,6 +288,7 @@ class MessageSending:
     run_id: str
     text: str
     model: str | None
+    attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +301,7 @@ class MessageSent:
         run_id: the run.
         text: what was sent.
         model: the model that wrote it (None for chat commands).
+        attempts: every model attempt that led to it (see `MessageSending`).
     """
 
     channel: str
@@ -295,6 +309,7 @@ class MessageSent:
     run_id: str
     text: str
     model: str | None
+    attempts: tuple[Attempt, ...] = ()
 
 
 GATEWAY_START: Final = HookEvent("gateway:start", GatewayStart)
@@ -302,3 +317,28 @@ GATEWAY_STOP: Final = HookEvent("gateway:stop", GatewayStop)
 MESSAGE_RECEIVED: Final = HookEvent("message:received", MessageReceived)
 MESSAGE_SENDING: Final = HookEvent("message:sending", MessageSending)
 MESSAGE_SENT: Final = HookEvent("message:sent", MessageSent)
+
+
+CATALOGUE: Final[tuple[HookEvent[Any], ...]] = (
+    GATEWAY_START,
+    GATEWAY_STOP,
+    MESSAGE_RECEIVED,
+    MESSAGE_SENDING,
+    MESSAGE_SENT,
+    MODEL_SELECT,
+    MODEL_REQUEST,
+    MODEL_RESPONSE,
+    MODEL_FAILOVER,
+    SESSION_CREATED,
+    SESSION_UPDATED,
+    SESSION_COMPACTED,
+    SESSION_RESET,
+    ACTOR_RESTARTED,
+    ACTOR_ESCALATED,
+)
+"""Every event callboard emits."""
+
+INTERCEPTABLE: Final[frozenset[str]] = frozenset(
+    e.name for e in (MODEL_SELECT, MODEL_FAILOVER, MESSAGE_SENDING)
+)
+"""The events whose interceptors run (the others are only observed)."""

@@ -5,14 +5,19 @@ Two kinds of handler:
 * **Observers** watch. `notify` hands the payload to the bus's dispatcher and
   returns at once; each observer then runs in its own task under its own
   timeout. An exception or a timeout in one is logged and counted, and never
-  reaches the emitter nor the other observers.
+  reaches the emitter nor the other observers. Observers registered on a
+  *lane* (a plugin's, say) instead see their events one at a time, in the
+  order they were notified, each call still under its own timeout; lanes run
+  concurrently with each other and with the other observers.
 * **Interceptors** steer. `emit` runs them one after another in priority order
   (lowest first); each may return a replacement payload of the same type,
   `None` to keep it, or `Veto(reason)`. An interceptor that raises or times out
   is skipped when it is `fail_open` and vetoes when it is `fail_closed`.
   Observers of the event then see the final payload.
 
-An event nobody listens to costs a dictionary lookup.
+An event nobody listens to costs a dictionary lookup. When the bus closes,
+observers still running or queued on a lane get the longest observer timeout
+to finish, then are cancelled: a slow observer never holds a stop longer.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Observer(Generic[P]):
     name: str
     handler: Callable[[P], Awaitable[None]]
     timeout_s: float
+    lane: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +139,7 @@ class HookBus:
         self._observers: dict[str, tuple[Observer[Any], ...]] = {}
         self._interceptors: dict[str, tuple[Interceptor[Any], ...]] = {}
         self._queue: deque[tuple[HookEvent[Any], object, tuple[Observer[Any], ...]]] = deque()
+        self._lanes: dict[str, deque[tuple[HookEvent[Any], Observer[Any], object]]] = {}
         self._queue_size = queue_size
         self._dispatcher: trio.lowlevel.Task | None = None
         self._closing = False
@@ -148,12 +155,23 @@ class HookBus:
         *,
         timeout_s: float | None = None,
         name: str | None = None,
+        lane: str | None = None,
     ) -> Observer[P]:
-        """Register an observer of `event`; returns it (pass it to `remove`)."""
+        """Register an observer of `event`; returns it (pass it to `remove`).
+
+        Args:
+            event: what to observe.
+            handler: called with each payload.
+            timeout_s: its time limit a call (default: the bus's).
+            name: for logs (default: the handler's qualified name).
+            lane: deliver in order, one at a time, with the other observers of
+                this lane (None: each call in its own task).
+        """
         observer = Observer(
             name or _handler_name(handler),
             handler,
             self.default_timeout_s if timeout_s is None else timeout_s,
+            lane,
         )
         self._observers[event.name] = (*self._observers.get(event.name, ()), observer)
         return observer
@@ -189,6 +207,14 @@ class HookBus:
             _remove_from(self._observers, event.name, handler)
         else:
             _remove_from(self._interceptors, event.name, handler)
+
+    def observers(self, event: HookEvent[P]) -> tuple[Observer[P], ...]:
+        """The observers of `event`, in registration order."""
+        return self._observers.get(event.name, ())
+
+    def interceptors(self, event: HookEvent[P]) -> tuple[Interceptor[P], ...]:
+        """The interceptors of `event`, in the order they run."""
+        return self._interceptors.get(event.name, ())
 
     def has_handlers(self, event: HookEvent[Any]) -> bool:
         """True if anything observes or intercepts `event`."""
@@ -281,8 +307,12 @@ class HookBus:
                 while self._queue:
                     event, payload, observers = self._queue.popleft()
                     for observer in observers:
-                        nursery.start_soon(self._run_observer, event, observer, payload)
+                        if observer.lane is None:
+                            nursery.start_soon(self._run_observer, event, observer, payload)
+                        else:
+                            self._enqueue(nursery, event, observer, payload)
                 if self._closing:
+                    nursery.cancel_scope.deadline = trio.current_time() + self._close_budget_s()
                     break
                 self._dispatcher = trio.lowlevel.current_task()
 
@@ -291,6 +321,36 @@ class HookBus:
                     return trio.lowlevel.Abort.SUCCEEDED
 
                 await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _enqueue(
+        self, nursery: trio.Nursery, event: HookEvent[Any], observer: Observer[Any], payload: object
+    ) -> None:
+        lane = observer.lane
+        assert lane is not None
+        backlog = self._lanes.get(lane)
+        if backlog is None:
+            backlog = self._lanes[lane] = deque()
+            nursery.start_soon(self._run_lane, lane, backlog)
+        elif len(backlog) >= self._queue_size:
+            self._stats["dropped"] += 1
+            log.warning("hook %s: lane %s is full; notification dropped", event.name, lane)
+            return
+        backlog.append((event, observer, payload))
+
+    async def _run_lane(
+        self, lane: str, backlog: deque[tuple[HookEvent[Any], Observer[Any], object]]
+    ) -> None:
+        try:
+            while backlog:
+                event, observer, payload = backlog[0]
+                await self._run_observer(event, observer, payload)
+                backlog.popleft()
+        finally:
+            del self._lanes[lane]  # the next notification starts a new task
+
+    def _close_budget_s(self) -> float:
+        timeouts = [o.timeout_s for group in self._observers.values() for o in group]
+        return max(timeouts, default=self.default_timeout_s)
 
     def close(self) -> None:
         """Accept no more notifications; the dispatcher exits once the queue is empty."""

@@ -42,13 +42,23 @@ def _print_error(payload: dict[str, Any], err: TextIO) -> None:
 
 
 async def _turn(client: GatewayClient, session: str, text: str, out: TextIO, err: TextIO) -> bool:
+    streamed = ""
+
     async def on_delta(piece: str) -> None:
+        nonlocal streamed
+        streamed += piece
         out.write(piece)
         out.flush()
 
     payload = await client.chat(session, text, on_delta=on_delta)
-    if payload.get("command"):  # chat commands arrive whole
-        out.write(payload.get("text", ""))
+    final = payload.get("text") or ""
+    if payload["state"] == "final":
+        # The final text is the whole reply: chat commands arrive only there,
+        # and a plugin may have added to what streamed, or rewritten it.
+        if final.startswith(streamed):
+            out.write(final[len(streamed) :])
+        else:
+            out.write(f"\n[rewritten] {final}")
     out.write("\n")
     out.flush()
     if payload["state"] == "error":

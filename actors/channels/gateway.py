@@ -199,7 +199,9 @@ class Gateway:
         try:
             payload = await hooks.emit(
                 MESSAGE_SENDING,
-                MessageSending(channel, session_key, result.run_id, result.text, result.model),
+                MessageSending(
+                    channel, session_key, result.run_id, result.text, result.model, result.attempts
+                ),
             )
         except HookVetoed as exc:
             return result.model_copy(
@@ -218,7 +220,9 @@ class Gateway:
         """The channel delivered `result`: `message:sent`."""
         self.running_system.hooks.notify(
             MESSAGE_SENT,
-            MessageSent(channel, session_key, result.run_id, result.text, result.model),
+            MessageSent(
+                channel, session_key, result.run_id, result.text, result.model, result.attempts
+            ),
         )
 
     def abort(self, run_id: str) -> bool:

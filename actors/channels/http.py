@@ -938,13 +938,23 @@ class _ChatCall:
         """
         payload = await self.hooks.emit(
             MESSAGE_SENDING,
-            MessageSending(HTTP_NAME, self.session_key, self.request_id, result.text, result.model),
+            MessageSending(
+                HTTP_NAME,
+                self.session_key,
+                self.request_id,
+                result.text,
+                result.model,
+                result.attempts,
+            ),
         )
         return payload.text
 
-    def _sent(self, text: str, model: str) -> None:
+    def _sent(self, text: str, result: ModelResult) -> None:
         self.hooks.notify(
-            MESSAGE_SENT, MessageSent(HTTP_NAME, self.session_key, self.request_id, text, model)
+            MESSAGE_SENT,
+            MessageSent(
+                HTTP_NAME, self.session_key, self.request_id, text, result.model, result.attempts
+            ),
         )
 
     @staticmethod
@@ -998,7 +1008,7 @@ class _ChatCall:
             },
             headers,
         )
-        self._sent(text, result.model)
+        self._sent(text, result)
         return "final"
 
     # -- a stream ---------------------------------------------------------------------------
@@ -1066,7 +1076,7 @@ class _ChatCall:
                 }
             )
         await self.ex.body(b"data: [DONE]\n\n", more=False)
-        self._sent(self.sent, result.model)
+        self._sent(self.sent, result)
         return "final"
 
 

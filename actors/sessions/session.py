@@ -98,6 +98,9 @@ class SessionActor(Actor[Message]):
 
     background = True
 
+    _unannounced = False
+    """True from the creation of a new session to its first message (`session:created`)."""
+
     def __init__(self, key: str, deps: SessionDeps) -> None:
         # Few attributes: ten thousand of these are alive at once.
         self.key = key
@@ -138,9 +141,7 @@ class SessionActor(Actor[Message]):
         entry = await self.store.ask(GetEntry(key=self.key), self.timeout_s)
         if entry is None:
             await self._create(previous_ids=(), channel=None)
-            self.hooks.notify(
-                SESSION_CREATED, SessionCreated(self.key, self._entry.session_id, None)
-            )
+            self._unannounced = True  # session:created waits for the first message's channel
             return
         self.entry = entry
         records = await self.store.ask(ReadTranscript(session_id=entry.session_id), self.timeout_s)
@@ -200,6 +201,12 @@ class SessionActor(Actor[Message]):
 
     async def receive(self, message: Message) -> object:
         self.last_activity = trio.current_time()
+        if self._unannounced:
+            self._unannounced = False
+            channel = message.channel if isinstance(message, Turn) else None
+            self.hooks.notify(
+                SESSION_CREATED, SessionCreated(self.key, self._entry.session_id, channel)
+            )
         if isinstance(message, Turn):
             try:
                 return await self._turn(message)

@@ -18,6 +18,7 @@ from actors.channels.gateway import Gateway
 from actors.config import LoadedConfig, parse_config
 from actors.failover.client import ModelsClient
 from actors.models import ChatMessage, Completed, Delta, Failed, ModelRequest, StreamEvent
+from actors.plugins import load_plugins
 from actors.sessions.manager import SessionManager
 from runtime import ActorSystem
 
@@ -96,7 +97,11 @@ async def daemon(
     loaded = load(toml, state_dir)
     handles = Handles()
     tree, _ = build_tree(loaded, handles, env=env or {})
-    system = ActorSystem(shutdown_grace_s=loaded.config.gateway.shutdown_grace_s)
+    system = ActorSystem(
+        shutdown_grace_s=loaded.config.gateway.shutdown_grace_s,
+        hook_timeout_s=loaded.config.hooks.timeout_s,
+    )
+    load_plugins(loaded).attach(system.hooks)
     assert handles.gateway is not None
     attach_gateway(system, handles.gateway)
     async with trio.open_nursery() as nursery:

@@ -215,3 +215,81 @@ async def test_a_full_queue_drops_and_counts(autojump_clock: MockClock) -> None:
     for n in range(5):
         bus.notify(OTHER, Other(n))
     assert bus.stats()["dropped"] == 3
+
+
+async def test_a_lane_delivers_in_order_one_at_a_time(
+    autojump_clock: MockClock, bus: HookBus
+) -> None:
+    seen: list[tuple[str, int, float]] = []
+    running = 0
+
+    async def record(p: Other) -> None:
+        nonlocal running
+        running += 1
+        assert running == 1  # never two at once on a lane
+        seen.append(("lane", p.n, trio.current_time()))
+        await trio.sleep(1)
+        running -= 1
+
+    async def sending(p: Sending) -> None:
+        seen.append(("lane", -1, trio.current_time()))
+
+    async def free(p: Other) -> None:
+        seen.append(("free", p.n, trio.current_time()))
+
+    bus.observe(OTHER, record, lane="plugin")
+    bus.observe(SENDING, sending, lane="plugin")
+    bus.observe(OTHER, free)
+    start = trio.current_time()
+    for n in range(5):
+        bus.notify(OTHER, Other(n))
+        if n == 2:
+            bus.notify(SENDING, Sending("between"))
+    await wait_until(lambda: len(seen) == 11)
+    lane = [(n, at - start) for kind, n, at in seen if kind == "lane"]
+    assert [n for n, _ in lane] == [0, 1, 2, -1, 3, 4]  # notification order, across events
+    assert [at for _, at in lane] == [0, 1, 2, 3, 3, 4]
+    assert sorted(n for kind, n, _ in seen if kind == "free") == [0, 1, 2, 3, 4]
+    assert {at - start for kind, _, at in seen if kind == "free"} == {0}  # not held by the lane
+    await wait_until(lambda: not bus._lanes)  # an idle lane keeps no task
+
+
+async def test_a_slow_lane_keeps_each_call_to_its_timeout(
+    autojump_clock: MockClock, bus: HookBus
+) -> None:
+    done: list[int] = []
+
+    async def stuck(p: Other) -> None:
+        if p.n == 0:
+            await trio.sleep_forever()
+        done.append(p.n)
+
+    bus.observe(OTHER, stuck, lane="slow", timeout_s=3)
+    start = trio.current_time()
+    bus.notify(OTHER, Other(0))
+    bus.notify(OTHER, Other(1))
+    await wait_until(lambda: done == [1])
+    assert trio.current_time() - start == pytest.approx(3, abs=0.02)
+    assert bus.stats()["observer_timeouts"] == 1
+
+
+async def test_close_gives_lanes_the_longest_timeout_then_cancels(
+    autojump_clock: MockClock,
+) -> None:
+    bus = HookBus(default_timeout_s=10)
+    handled: list[int] = []
+
+    async def slow(p: Other) -> None:
+        await trio.sleep(4)
+        handled.append(p.n)
+
+    bus.observe(OTHER, slow, lane="l", timeout_s=5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bus.run)
+        for n in range(10):
+            bus.notify(OTHER, Other(n))
+        start = trio.current_time()
+        bus.close()
+    # Ten calls of 4 s each would take 40 s: the stop waited 5 (the longest timeout).
+    assert trio.current_time() - start == pytest.approx(5, abs=0.02)
+    assert handled == [0]
