@@ -36,30 +36,13 @@ from actors.events import (
 from actors.sessions.messages import session_actor_name
 from runtime import ActorCrashed, Message
 from tests.actors.harness import Daemon, daemon, io_clock
+from tests.actors.plugins.configs import ECHO, FLAKY
 from tests.actors.plugins.recorder import RECORDS
 from tests.helpers import wait_until
 
 RECORDER = """
 [hooks]
 plugins = ["tests.actors.plugins.recorder"]
-"""
-ECHO = """
-[providers.local]
-kind = "echo"
-[models]
-primary = "local/echo"
-"""
-FLAKY = """
-[providers.local]
-kind = "echo"
-[providers.flaky]
-kind = "faulty"
-wraps = "local"
-schedule = "fail forever with overloaded"
-retries = 0
-[models]
-primary = "flaky/main"
-fallbacks = ["local/echo"]
 """
 TURN: list[str] = [
     "message:received",
@@ -209,13 +192,11 @@ async def test_a_compaction_fires_its_own_request_then_session_compacted_once(
     summary_id = selects[-1].request_id
     summary = [n for n, p in records if getattr(p, "request_id", None) == summary_id]
     assert summary == ["model:select", "model:request", "model:response"]
-    at = names(records).index
-    assert at("session:compacted") > max(
+    assert names(records).index("session:compacted") > max(
         i for i, (_, p) in enumerate(records) if getattr(p, "request_id", None) == summary_id
     )
     assert names(records).count("session:updated") == 3
     assert names(records).count("message:sent") == 3
-    del at
 
 
 async def test_reset_fires_session_reset_once(

@@ -19,28 +19,11 @@ import trio.testing
 
 from actors.channels.client import GatewayClient
 from tests.actors.harness import Daemon, daemon, io_clock
+from tests.actors.plugins.configs import ECHO, FLAKY
 from tests.actors.plugins.recorder import RECORDS
 from tests.actors.plugins.steer import CALLS
 
 STEER = "tests.actors.plugins.steer"
-ECHO = """
-[providers.local]
-kind = "echo"
-[models]
-primary = "local/echo"
-"""
-FLAKY = """
-[providers.local]
-kind = "echo"
-[providers.flaky]
-kind = "faulty"
-wraps = "local"
-schedule = "fail forever with overloaded"
-retries = 0
-[models]
-primary = "flaky/main"
-fallbacks = ["local/echo"]
-"""
 
 
 def steer(options: dict[str, Any], *, settings: str = "", recorder: bool = False) -> str:
