@@ -5,6 +5,13 @@
     CallboardError
     ├── ConfigError          config.toml is missing, not TOML, or invalid;
     │                        `problems` lists each as "<file>: <key.path>: <message>"
+    ├── ChannelStartError    a channel cannot start as configured
+    │   ├── GatewayConfigError   the WebSocket gateway (exposed without a token...)
+    │   ├── HttpStartError       the HTTP endpoint (exposed without a token, port in use)
+    │   └── TelegramSetupError   the Telegram channel (a bad api_base...)
+    │       └── TelegramTokenMissing  its bot token variable is not set
+    ├── TelegramError        a Bot API call failed (the token never appears)
+    ├── GatewayError         a gateway client got an error `res`, or no gateway
     ├── FaultSpecError       a fault schedule (faulty provider, fake provider) does not parse
     ├── InvalidSessionKey    a session key is not `<agent>:<channel>[:<kind>]:<peer>`
     ├── PluginError          plugins could not be loaded; `problems` lists each as
@@ -30,13 +37,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallboardError",
+    "ChannelStartError",
     "ConfigError",
     "ErrorClass",
     "FaultSpecError",
+    "GatewayConfigError",
+    "GatewayError",
+    "HttpStartError",
     "InvalidSessionKey",
     "ModelCallFailed",
     "ModelError",
     "PluginError",
+    "TelegramError",
+    "TelegramSetupError",
+    "TelegramTokenMissing",
 ]
 
 
@@ -69,6 +83,72 @@ class PluginError(CallboardError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(self.problems))
+
+
+class ChannelStartError(CallboardError):
+    """A channel cannot start as configured; the message names the key to fix."""
+
+
+class GatewayConfigError(ChannelStartError):
+    """The gateway cannot start as configured (e.g. exposed without a token)."""
+
+
+class HttpStartError(ChannelStartError):
+    """The HTTP endpoint cannot start (an unsafe bind without a token, a port in use)."""
+
+
+class TelegramSetupError(ChannelStartError):
+    """The channel cannot start as configured."""
+
+
+class TelegramTokenMissing(TelegramSetupError):
+    """The bot token variable named by `[channels.telegram] token_env` is not set."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(
+            f"telegram: the bot token variable ${variable} is not set "
+            f"([channels.telegram] token_env = {variable!r})"
+        )
+        self.variable = variable
+
+
+class TelegramError(CallboardError):
+    """A Bot API call failed (the token never appears in the message).
+
+    Attributes:
+        method: the Bot API method (`getUpdates`, `sendMessage`...).
+        detail: what happened: Telegram's description, or the transport error.
+        status: Telegram's `error_code` (else the HTTP status), when there was an answer.
+        retry_after_s: a 429's `parameters.retry_after`.
+        retryable: whether another attempt may succeed (429, 5xx, timeout, network).
+    """
+
+    def __init__(
+        self,
+        method: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        retryable: bool = False,
+    ) -> None:
+        where = f" ({status})" if status is not None else ""
+        super().__init__(f"Bot API {method}{where}: {detail}")
+        self.method = method
+        self.detail = detail
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.retryable = retryable
+
+
+class GatewayError(CallboardError):
+    """The gateway answered with an error, or could not be reached."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
 
 
 class FaultSpecError(CallboardError):

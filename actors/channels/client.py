@@ -16,9 +16,9 @@ from typing import Any, Final
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from actors.errors import CallboardError
+from actors.errors import GatewayError
 
-__all__ = ["DEFAULT_URL", "GatewayClient", "GatewayError"]
+__all__ = ["DEFAULT_URL", "GatewayClient"]
 
 DEFAULT_URL: Final = "ws://127.0.0.1:18789"
 REQUEST_TIMEOUT_S: Final = 30.0
@@ -28,16 +28,6 @@ RUN_BUFFER: Final = 100_000
 """Events of one run a slow caller may leave unread (a client does not drop them)."""
 
 OnDelta = Callable[[str], Awaitable[None]]
-
-
-class GatewayError(CallboardError):
-    """The gateway answered with an error, or could not be reached."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
 
 
 @asynccontextmanager

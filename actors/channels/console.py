@@ -12,8 +12,9 @@ from typing import Any, Final, TextIO
 
 import trio
 
-from actors.channels.client import GatewayClient, GatewayError
+from actors.channels.client import GatewayClient
 from actors.config import LoadedConfig
+from actors.errors import GatewayError
 
 __all__ = ["chat_command", "gateway_url", "send_command", "status_command"]
 

@@ -80,7 +80,7 @@ from actors.channels.gateway import CANCELLED_CODE, SHUTDOWN_CODE, SHUTTING_DOWN
 from actors.channels.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from actors.channels.metrics import MetricsSnapshot, render
 from actors.config import Config, GatewayConfig
-from actors.errors import CallboardError, ErrorClass
+from actors.errors import ErrorClass, HttpStartError
 from actors.events import (
     MESSAGE_RECEIVED,
     MESSAGE_SENDING,
@@ -116,7 +116,6 @@ __all__ = [
     "ApiError",
     "ChatRequest",
     "HttpApp",
-    "HttpStartError",
     "HttpStats",
     "attempts_header",
     "client_token",
@@ -189,10 +188,6 @@ _HEADER_SAFE: Final = "/:@._-+()=;~ "
 """Characters left as they are in `x-callboard-attempts` (a comma separates entries)."""
 
 Headers = Sequence[tuple[str, str]]
-
-
-class HttpStartError(CallboardError):
-    """The HTTP endpoint cannot start (an unsafe bind without a token, a port in use)."""
 
 
 # -- errors in OpenAI's shape --------------------------------------------------------------

@@ -82,7 +82,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.channels.gateway import Gateway
 from actors.config import TelegramConfig
-from actors.errors import CallboardError, InvalidSessionKey
+from actors.errors import InvalidSessionKey, TelegramError, TelegramSetupError, TelegramTokenMissing
 from actors.sessions.messages import TurnResult
 from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown
 
@@ -91,9 +91,6 @@ __all__ = [
     "TELEGRAM_NAME",
     "BotApi",
     "OffsetStore",
-    "TelegramError",
-    "TelegramSetupError",
-    "TelegramTokenMissing",
     "error_reply",
     "split_message",
     "telegram_spec",
@@ -136,50 +133,6 @@ _PARAGRAPH: Final = "\n\n"
 
 
 # -- errors -------------------------------------------------------------------------------------
-
-
-class TelegramSetupError(CallboardError):
-    """The channel cannot start as configured."""
-
-
-class TelegramTokenMissing(TelegramSetupError):
-    """The bot token variable named by `[channels.telegram] token_env` is not set."""
-
-    def __init__(self, variable: str) -> None:
-        super().__init__(
-            f"telegram: the bot token variable ${variable} is not set "
-            f"([channels.telegram] token_env = {variable!r})"
-        )
-        self.variable = variable
-
-
-class TelegramError(CallboardError):
-    """A Bot API call failed (the token never appears in the message).
-
-    Attributes:
-        method: the Bot API method (`getUpdates`, `sendMessage`...).
-        detail: what happened: Telegram's description, or the transport error.
-        status: Telegram's `error_code` (else the HTTP status), when there was an answer.
-        retry_after_s: a 429's `parameters.retry_after`.
-        retryable: whether another attempt may succeed (429, 5xx, timeout, network).
-    """
-
-    def __init__(
-        self,
-        method: str,
-        detail: str,
-        *,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-        retryable: bool = False,
-    ) -> None:
-        where = f" ({status})" if status is not None else ""
-        super().__init__(f"Bot API {method}{where}: {detail}")
-        self.method = method
-        self.detail = detail
-        self.status = status
-        self.retry_after_s = retry_after_s
-        self.retryable = retryable
 
 
 # -- message splitting --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from actors.channels.gateway import SHUTTING_DOWN_CODE, Gateway
-from actors.errors import CallboardError, InvalidSessionKey
+from actors.errors import GatewayConfigError, InvalidSessionKey
 from actors.sessions.messages import TurnResult, new_run_id, validate_key
 from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown, receive_soon
 
@@ -75,10 +75,6 @@ HANDSHAKE_TIMEOUT_S: Final = 10.0
 CLOSE_HANDSHAKE_TIMEOUT_S: Final = 5.0
 HISTORY_MAX: Final = 1000
 _STORE_TIMEOUT_S: Final = 30.0
-
-
-class GatewayConfigError(CallboardError):
-    """The gateway cannot start as configured (e.g. exposed without a token)."""
 
 
 def session_key_for(session: str) -> str:

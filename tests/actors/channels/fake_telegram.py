@@ -35,8 +35,10 @@ __all__ = ["Call", "FakeTelegram"]
 
 RECEIVE_BYTES: Final = 65_536
 MAX_TEXT_UNITS: Final = 4096
-WAIT_TIMEOUT_S: Final = 120.0
-"""The default budget of `wait_for` (virtual seconds)."""
+WAIT_TIMEOUT_S: Final = 600.0
+"""The default budget of `wait_for` (virtual seconds). Generous: on a loaded
+machine loopback I/O can stall past the clock's autojump threshold, and each
+such stall jumps virtual time to the next timer (a typing refresh, a poll)."""
 
 _DESCRIPTIONS: Final = {
     400: "Bad Request",

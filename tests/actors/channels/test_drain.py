@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import trio
 
-from actors.channels.client import GatewayClient, GatewayError
+from actors.channels.client import GatewayClient
+from actors.errors import GatewayError
 from tests.process import REPO, callboard_argv, finish, run_cli, start_cli, wait_for_line
 
 pytestmark = pytest.mark.process

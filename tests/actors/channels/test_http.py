@@ -22,9 +22,10 @@ import trio
 import trio.testing
 
 from actors.app import Handles, attach_gateway, build_tree
-from actors.channels.http import HttpStartError, client_token
+from actors.channels.http import client_token
 from actors.channels.metrics import Family, Sample, escape_label_value, render_families
 from actors.config import GatewayConfig
+from actors.errors import HttpStartError
 from actors.events import (
     MESSAGE_RECEIVED,
     MESSAGE_SENDING,

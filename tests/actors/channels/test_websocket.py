@@ -15,7 +15,8 @@ import trio.testing
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from actors.app import Handles, attach_gateway, build_tree
-from actors.channels.client import GatewayClient, GatewayError, _closing_transport
+from actors.channels.client import GatewayClient, _closing_transport
+from actors.errors import GatewayError
 from actors.events import MESSAGE_RECEIVED, MESSAGE_SENDING, MESSAGE_SENT
 from runtime import EXIT_FAILED, ActorSystem, Veto
 from tests.actors.harness import Daemon, daemon, io_clock, load
