@@ -6,8 +6,8 @@
     ├── ConfigError          config.toml is missing, not TOML, or invalid;
     │                        `problems` lists each as "<file>: <key.path>: <message>"
     ├── ChannelStartError    a channel cannot start as configured
-    │   ├── GatewayConfigError   the WebSocket gateway (exposed without a token...)
-    │   ├── HttpStartError       the HTTP endpoint (exposed without a token, port in use)
+    │   ├── GatewayConfigError   exposed beyond loopback without a client token
+    │   ├── HttpStartError       the HTTP endpoint cannot listen (a port in use)
     │   └── TelegramSetupError   the Telegram channel (a bad api_base...)
     │       └── TelegramTokenMissing  its bot token variable is not set
     ├── TelegramError        a Bot API call failed (the token never appears)
@@ -90,11 +90,11 @@ class ChannelStartError(CallboardError):
 
 
 class GatewayConfigError(ChannelStartError):
-    """The gateway cannot start as configured (e.g. exposed without a token)."""
+    """The channels are exposed beyond loopback without a client token."""
 
 
 class HttpStartError(ChannelStartError):
-    """The HTTP endpoint cannot start (an unsafe bind without a token, a port in use)."""
+    """The HTTP endpoint cannot listen (its port is in use, the address is not here)."""
 
 
 class TelegramSetupError(ChannelStartError):

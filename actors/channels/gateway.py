@@ -15,6 +15,7 @@ phases of the actor system drive `stop_intake` and `cut_runs`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections import Counter
@@ -24,7 +25,8 @@ from typing import Final
 
 import trio
 
-from actors.config import LoadedConfig
+from actors.config import GatewayConfig, LoadedConfig
+from actors.errors import GatewayConfigError
 from actors.events import (
     GATEWAY_STOP,
     MESSAGE_RECEIVED,
@@ -39,7 +41,7 @@ from actors.sessions.manager import SessionManager
 from actors.sessions.messages import TurnResult, new_run_id
 from runtime import ActorSystem, HookVetoed, ShuttingDown, SupervisorRef
 
-__all__ = ["SHUTDOWN_CODE", "Gateway", "Run"]
+__all__ = ["SHUTDOWN_CODE", "Gateway", "Run", "client_token", "is_loopback"]
 
 log = logging.getLogger("callboard.gateway")
 
@@ -232,3 +234,31 @@ class Gateway:
             return False
         run.scope.cancel()
         return True
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach (`localhost`, 127/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume it is reachable
+
+
+def client_token(gateway: GatewayConfig, env: Mapping[str, str]) -> str | None:
+    """The client token of `[gateway] token_env` in `env` (None: unset or empty).
+
+    Every channel that takes clients reads it here, once, when it starts.
+
+    Raises:
+        GatewayConfigError: the bind is not loopback and no token is set.
+    """
+    token = env.get(gateway.token_env) or None
+    if token is None and not is_loopback(gateway.bind):
+        raise GatewayConfigError(
+            f"gateway.bind is {gateway.bind!r}, which is not a loopback address, and "
+            f"${gateway.token_env} (gateway.token_env) is not set: set a token or bind "
+            "to 127.0.0.1"
+        )
+    return token

@@ -57,11 +57,10 @@ billing 502 (the daemon's upstream failed, not the client); context_overflow
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
-import os
+import socket
 import time
 import uuid
 from collections import Counter
@@ -76,7 +75,14 @@ from hypercorn.config import Config as ServerConfig
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
-from actors.channels.gateway import CANCELLED_CODE, SHUTDOWN_CODE, SHUTTING_DOWN_CODE, Gateway, Run
+from actors.channels.gateway import (
+    CANCELLED_CODE,
+    SHUTDOWN_CODE,
+    SHUTTING_DOWN_CODE,
+    Gateway,
+    Run,
+    client_token,
+)
 from actors.channels.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from actors.channels.metrics import MetricsSnapshot, render
 from actors.config import Config, GatewayConfig
@@ -108,7 +114,6 @@ from runtime import (
     ChildSpec,
     HookVetoed,
     ShuttingDown,
-    unwrap_group,
 )
 
 __all__ = [
@@ -118,7 +123,6 @@ __all__ = [
     "HttpApp",
     "HttpStats",
     "attempts_header",
-    "client_token",
     "failure_error",
     "http_spec",
     "model_catalog",
@@ -1093,41 +1097,40 @@ async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> Non
 # -- the child -------------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost: assume it is reachable
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port`, for hypercorn to listen on (`fd://`).
 
-
-def client_token(gateway: GatewayConfig, env: Mapping[str, str] | None = None) -> str | None:
-    """The client token from `[gateway] token_env` (None: unset or empty).
-
-    Args:
-        gateway: `[gateway]`.
-        env: where the variable is read (the gateway's `env`; default: the process's).
+    Bound here rather than by hypercorn, whose own bind leaks its socket when
+    the address is taken; here a failed bind closes it.
 
     Raises:
-        HttpStartError: the bind is not loopback and no token is set.
+        OSError: the address cannot be bound (in use, not on this machine).
     """
-    token = (os.environ if env is None else env).get(gateway.token_env) or None
-    if token is None and not _is_loopback(gateway.bind):
-        raise HttpStartError(
-            f"gateway.bind is {gateway.bind!r}, which is not a loopback address, and "
-            f"${gateway.token_env} (gateway.token_env) is not set: set a token or bind "
-            "to 127.0.0.1"
-        )
-    return token
+    host = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def server_config(gateway: GatewayConfig, *, graceful_timeout_s: float) -> ServerConfig:
-    """hypercorn's config: one plain-HTTP bind, no access log, our error logger."""
+def server_config(
+    gateway: GatewayConfig, *, graceful_timeout_s: float, fd: int | None = None
+) -> ServerConfig:
+    """hypercorn's config: one plain-HTTP bind (`fd`, a bound socket, when given),
+    no access log, our error logger."""
     config = ServerConfig()
     host = gateway.bind
     config.bind = [
-        f"[{host}]:{gateway.http_port}" if ":" in host else f"{host}:{gateway.http_port}"
+        f"fd://{fd}"
+        if fd is not None
+        else f"[{host}]:{gateway.http_port}"
+        if ":" in host
+        else f"{host}:{gateway.http_port}"
     ]
     config.accesslog = None
     errors = logging.getLogger(SERVER_LOGGER)
@@ -1174,20 +1177,21 @@ def http_spec(gateway: Gateway, *, shutdown_s: float) -> ChildSpec:
 
         status = _Listening(listening)
         try:
+            sock = bound_socket(gw.bind, gw.http_port)
+        except OSError as exc:
+            raise HttpStartError(
+                f"http: cannot listen on {gw.bind}:{gw.http_port}: {exc.strerror or exc}"
+            ) from exc
+        # hypercorn adopts the descriptor (and closes it when it stops).
+        config = server_config(gw, graceful_timeout_s=graceful_s, fd=sock.detach())
+        try:
             await serve(
                 app,
-                server_config(gw, graceful_timeout_s=graceful_s),
+                config,
                 shutdown_trigger=ctx.wait_stop_requested,
                 task_status=status,
                 mode="asgi",
             )
-        except Exception as exc:
-            cause = unwrap_group(exc)
-            if status.listening or not isinstance(cause, OSError):
-                raise
-            raise HttpStartError(
-                f"http: cannot listen on {gw.bind}:{gw.http_port}: {cause.strerror or cause}"
-            ) from exc
         finally:
             gateway.addresses.pop(HTTP_NAME, None)
 

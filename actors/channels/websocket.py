@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import itertools
 import json
 import logging
@@ -50,8 +49,8 @@ import trio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from actors.channels.gateway import SHUTTING_DOWN_CODE, Gateway
-from actors.errors import GatewayConfigError, InvalidSessionKey
+from actors.channels.gateway import SHUTTING_DOWN_CODE, Gateway, client_token
+from actors.errors import InvalidSessionKey
 from actors.sessions.messages import TurnResult, new_run_id, validate_key
 from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown, receive_soon
 
@@ -81,16 +80,6 @@ def session_key_for(session: str) -> str:
     """A full session key for a `session` param (a name means `main:ws:<name>`)."""
     key = session if ":" in session else f"{DEFAULT_AGENT}:ws:{session}"
     return validate_key(key)
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses that only this machine can reach."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -572,13 +561,7 @@ def websocket_spec(gateway: Gateway, *, shutdown_s: float) -> ChildSpec:
     """
 
     async def run(ctx: ChildContext, *, task_status: trio.TaskStatus[None]) -> None:
-        config = gateway.config.gateway
-        token = gateway.env.get(config.token_env) or None
-        if token is None and not is_loopback(config.bind):
-            raise GatewayConfigError(
-                f"gateway.bind = {config.bind!r} is reachable from other machines: set the "
-                f"token variable {config.token_env} (or bind to 127.0.0.1)"
-            )
+        token = client_token(gateway.config.gateway, gateway.env)
         await WebSocketGateway(gateway, token).serve(ctx, task_status=task_status)
 
     return ChildSpec(name=WEBSOCKET_NAME, start=run, shutdown_s=shutdown_s, kind=NodeKind.WORKER)

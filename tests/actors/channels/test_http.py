@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,10 +23,10 @@ import trio
 import trio.testing
 
 from actors.app import Handles, attach_gateway, build_tree
-from actors.channels.http import client_token
+from actors.channels.gateway import client_token
 from actors.channels.metrics import Family, Sample, escape_label_value, render_families
 from actors.config import GatewayConfig
-from actors.errors import HttpStartError
+from actors.errors import GatewayConfigError
 from actors.events import (
     MESSAGE_RECEIVED,
     MESSAGE_SENDING,
@@ -512,17 +513,18 @@ def test_the_token_is_read_from_the_named_variable() -> None:
     assert client_token(GatewayConfig(token_env="MY_TOKEN"), {"MY_TOKEN": "t"}) == "t"
     assert client_token(GatewayConfig(), {"CALLBOARD_TOKEN": ""}) is None
     assert client_token(GatewayConfig(bind="0.0.0.0"), {"CALLBOARD_TOKEN": "t"}) == "t"
-    with pytest.raises(HttpStartError, match=r"gateway\.bind.*CALLBOARD_TOKEN"):
+    assert client_token(GatewayConfig(bind="[::1]"), {}) is None
+    with pytest.raises(GatewayConfigError, match=r"gateway\.bind.*CALLBOARD_TOKEN"):
         client_token(GatewayConfig(bind="0.0.0.0"), {})
+    with pytest.raises(GatewayConfigError):
+        client_token(GatewayConfig(bind="my-host.example"), {})
 
 
-async def test_an_exposed_endpoint_without_a_token_refuses_to_start(
+async def test_exposed_channels_without_a_token_refuse_to_start(
     clock: trio.testing.MockClock,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.delenv("CALLBOARD_TOKEN", raising=False)
     loaded = load(config(extra='[gateway]\nbind = "0.0.0.0"\n'), tmp_path)
     handles = Handles()
     tree, _ = build_tree(loaded, handles, env={})
@@ -532,6 +534,7 @@ async def test_an_exposed_endpoint_without_a_token_refuses_to_start(
     assert await system.run(tree.spec, handle_signals=False) == EXIT_FAILED
     assert "gateway.bind" in caplog.text and "CALLBOARD_TOKEN" in caplog.text
     assert "http" not in handles.gateway.addresses
+    assert "websocket" not in handles.gateway.addresses
 
 
 # -- hooks -----------------------------------------------------------------------------------
@@ -632,3 +635,20 @@ async def test_the_openai_sdk_works_unchanged(
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
     assert {"local/echo", "fast", "auto"} <= set(out["models"])
     assert out["cut"] == "stream_cut"
+
+
+async def test_a_port_in_use_is_a_start_error_naming_it(
+    clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        loaded = load(config(extra=f"[gateway]\nhttp_port = {port}\n"), tmp_path)
+        handles = Handles()
+        tree, _ = build_tree(loaded, handles, env={})
+        system = ActorSystem()
+        assert handles.gateway is not None
+        attach_gateway(system, handles.gateway)
+        assert await system.run(tree.spec, handle_signals=False) == EXIT_FAILED
+    assert f"HttpStartError: http: cannot listen on 127.0.0.1:{port}" in caplog.text

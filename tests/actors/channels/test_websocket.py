@@ -14,12 +14,11 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from actors.app import Handles, attach_gateway, build_tree
 from actors.channels.client import GatewayClient, _closing_transport
 from actors.errors import GatewayError
 from actors.events import MESSAGE_RECEIVED, MESSAGE_SENDING, MESSAGE_SENT
-from runtime import EXIT_FAILED, ActorSystem, Veto
-from tests.actors.harness import Daemon, daemon, io_clock, load
+from runtime import Veto
+from tests.actors.harness import Daemon, daemon, io_clock
 from tests.helpers import wait_until
 
 
@@ -389,19 +388,6 @@ async def test_the_drain_deadline_cuts_runs_with_a_shutdown_error(
     )
     assert run["text"].startswith("echo: word")
     assert history[0]["content"].startswith("word word")  # the user's message was kept
-
-
-async def test_an_exposed_gateway_without_a_token_refuses_to_start(
-    clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("CALLBOARD_TOKEN", raising=False)
-    loaded = load(config(extra='[gateway]\nbind = "0.0.0.0"\n'), tmp_path)
-    handles = Handles()
-    tree, _ = build_tree(loaded, handles, env={})
-    system = ActorSystem()
-    assert handles.gateway is not None
-    attach_gateway(system, handles.gateway)
-    assert await system.run(tree.spec, handle_signals=False) == EXIT_FAILED
 
 
 async def test_new_connections_are_closed_while_draining(
