@@ -82,6 +82,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.channels.gateway import Gateway
 from actors.config import TelegramConfig
+from actors.durable import write_atomic
 from actors.errors import InvalidSessionKey, TelegramError, TelegramSetupError, TelegramTokenMissing
 from actors.sessions.messages import TurnResult
 from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown
@@ -203,14 +204,6 @@ def error_reply(result: TurnResult) -> str:
 # -- the offset file ----------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _offset_of(data: Any) -> int:
     offset = data["offset"]
     if not isinstance(offset, int) or isinstance(offset, bool):
@@ -247,16 +240,8 @@ class OffsetStore:
         return offset
 
     def _write(self, offset: int) -> None:
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{self.path.name}.tmp"
         payload = {"version": OFFSET_VERSION, "offset": offset, "last_update_id": offset - 1}
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(payload))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(directory)
+        write_atomic(self.path, json.dumps(payload).encode())
 
     async def load(self) -> int | None:
         """The persisted offset; None when there is none (or it was unreadable)."""

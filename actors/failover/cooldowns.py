@@ -9,7 +9,7 @@ Key-level faults take an auth profile (a key) out of rotation for a while:
 
 A cooldown is never shortened by a later, shorter signal. A key back in rotation
 without a fault for `clean_period_s` starts its ladders from the first step again. The state is
-written atomically (temp file, fsync, rename) after every change and read back
+written atomically (`actors.durable.write_atomic`) after every change and read back
 at start, so a restart does not hammer a key that is still cooling.
 
 Times on disk are wall-clock epoch seconds; in memory they are derived from
@@ -30,6 +30,7 @@ import trio
 
 from actors.clock import WallClock
 from actors.config import FailoverConfig
+from actors.durable import write_atomic
 from actors.errors import ErrorClass
 
 __all__ = ["STATE_VERSION", "Cooldown", "Cooldowns", "WallClock"]
@@ -105,13 +106,7 @@ class Cooldowns:
 
     def _write(self, text: str) -> None:
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, text.encode())
 
     async def save(self) -> None:
         """Write the state atomically (in a worker thread: fsync blocks)."""

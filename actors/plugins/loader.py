@@ -102,7 +102,7 @@ def _candidates(loaded: LoadedConfig, group: str) -> tuple[list[_Candidate], lis
     return found, problems
 
 
-def _register_fn(name: str, obj: object) -> Callable[[Plugin], object]:
+def _register_fn(obj: object) -> Callable[[Plugin], object]:
     """The register function that `obj` (a module or a callable) stands for."""
     if isinstance(obj, ModuleType):
         register = getattr(obj, REGISTER, None)
@@ -161,7 +161,7 @@ def _load_one(
         log.debug("plugin %s failed to import", name, exc_info=True)
         return f"plugin {name}: cannot import it ({candidate.origin}): {type(exc).__name__}: {exc}"
     try:
-        register = _register_fn(name, obj)
+        register = _register_fn(obj)
     except (LookupError, TypeError) as exc:
         return f"plugin {name}: {exc}"
     plugin = Plugin(name, origin=candidate.origin, settings=settings, state_dir=loaded.state_dir)

@@ -44,6 +44,7 @@ from pydantic import ConfigDict
 
 from actors.clock import WallClock
 from actors.config import MaintenanceConfig, SessionsConfig
+from actors.durable import fsync_dir, write_atomic
 from actors.sessions.path_map import PathMap
 from actors.sessions.transcript import RECORD_VERSION, encode, history_from, parse_transcript
 from runtime import Actor, Message, Reply
@@ -259,14 +260,6 @@ class StoreBackend(Protocol):
     def close(self) -> None: ...
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileBackend:
     """The store on local files (see the module docstring for the layout).
 
@@ -333,13 +326,7 @@ class FileBackend:
                 for key, entry in entries.items()
             },
         }  # fmt: skip
-        tmp = self.index_path.with_name(f".{INDEX_FILE}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(body, separators=(",", ":")).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.index_path)
-        _fsync_dir(self.dir)
+        write_atomic(self.index_path, json.dumps(body, separators=(",", ":")).encode())
         stat = self.index_path.stat()
         return stat.st_mtime_ns, stat.st_size
 
@@ -476,7 +463,7 @@ class FileBackend:
             os.fsync(f.fileno())
         os.replace(path, archive / f"{session_id}.{part}.jsonl")
         os.replace(fresh, path)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
 
 # -- the actor --------------------------------------------------------------------------------
