@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write_atomic"]
+__all__ = ["fsync_dir", "set_aside", "write_atomic"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -20,6 +20,13 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable `path` to `<name>.corrupt` (kept for a look); returns the new path."""
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    return aside
 
 
 def write_atomic(path: Path, data: bytes) -> None:

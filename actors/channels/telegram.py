@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +81,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from actors.channels.gateway import Gateway
 from actors.config import TelegramConfig
-from actors.durable import write_atomic
+from actors.durable import set_aside, write_atomic
 from actors.errors import InvalidSessionKey, TelegramError, TelegramSetupError, TelegramTokenMissing
 from actors.sessions.messages import TurnResult
 from runtime import ChildContext, ChildSpec, NodeKind, ShuttingDown
@@ -227,7 +226,7 @@ class OffsetStore:
         try:
             offset = _offset_of(json.loads(self.path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            aside = self.path.with_name(self.path.name + ".corrupt")
+            aside = set_aside(self.path)
             log.warning(
                 "telegram: %s is unreadable (%s); moved aside to %s, polling from "
                 "Telegram's earliest unconfirmed update",
@@ -235,7 +234,6 @@ class OffsetStore:
                 exc,
                 aside.name,
             )
-            os.replace(self.path, aside)
             return None
         return offset
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import trio
 
 from actors.clock import WallClock
 from actors.config import FailoverConfig
-from actors.durable import write_atomic
+from actors.durable import set_aside, write_atomic
 from actors.errors import ErrorClass
 
 __all__ = ["STATE_VERSION", "Cooldown", "Cooldowns", "WallClock"]
@@ -94,9 +93,8 @@ class Cooldowns:
             rows = data["cooldowns"] if data.get("version") == STATE_VERSION else []
             entries = [Cooldown(**row) for row in rows]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            aside = self.path.with_name(self.path.name + ".corrupt")
+            aside = set_aside(self.path)
             log.warning("%s is unreadable (%s); moved aside to %s", self.path, exc, aside.name)
-            os.replace(self.path, aside)
             return 0
         now = self.clock.now()
         for entry in entries:
